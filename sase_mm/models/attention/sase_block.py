@@ -1,0 +1,54 @@
+"""SASE: the fixed (derived) squeeze-and-excitation block.
+
+SASE: Searching Architecture for Squeeze and Excitation operations
+(arXiv 2411.08333). One operation per edge of the DAG, chosen by a genotype
+(default: the paper's searched block, SASE-SPEC section 4), built from the
+same operation classes as the search. As an mmcv plugin it needs nothing but
+``in_channels``: ``dict(type='sase_mm.SASE')`` at ``position='after_conv3'``
+of an mmdet ResNet.
+"""
+import torch
+import torch.nn as nn
+
+from ...registry import MODELS
+from .dag import SpatialMixer, sase_dag
+from .genotype import Genotype, GenotypeLike
+from .op_sets import EDGES
+
+
+@MODELS.register_module()
+class SASE(nn.Module):
+    """The derived SASE attention block.
+
+    Args:
+        in_channels (int): C of the input (B, C, H, W).
+        genotype: six operations in any form :meth:`Genotype.parse` reads
+            (default: the paper's, ``'sase_paper'``).
+        spatial_size (int | tuple, optional): build-time size of per-position
+            parameters (only spatial L2-norm / affine have them).
+        fc_sigmoid (bool): sigmoid after the FC excitation (paper's form);
+            default False (reference code, whose checkpoints load unchanged).
+
+    State-dict keys: ``edges.<i>.<param>`` for the chosen operation of edge i,
+    ``mixer.0.weight`` and ``mixer.1.*`` for the spatial mixer.
+    """
+    _abbr_ = 'sase'  # mmcv plugin naming
+
+    def __init__(self, in_channels: int, genotype: GenotypeLike = None,
+                 spatial_size=None, fc_sigmoid: bool = False):
+        super().__init__()
+        self.in_channels = in_channels
+        self.genotype = Genotype.parse(genotype)
+        self.edges = nn.ModuleList(
+            e.op_set.build(op, in_channels, spatial_size,
+                           fc_sigmoid=fc_sigmoid)
+            for e, op in zip(EDGES, self.genotype))
+        self.mixer = SpatialMixer(affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, H, W) -> (B, C, H, W)."""
+        return sase_dag(x, lambda i, inp, st: self.edges[i](inp, st),
+                        self.mixer)
+
+    def extra_repr(self):
+        return f'in_channels={self.in_channels}, genotype={self.genotype}'
