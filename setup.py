@@ -28,6 +28,9 @@ def add_mim_extension():
             os.symlink(os.path.relpath(src, mim), dst)
         except OSError:
             shutil.copytree(src, dst)
+    # mmengine reads this index before falling back to .mim/configs/<path>.
+    with open(os.path.join(mim, 'model-index.yml'), 'w') as f:
+        f.write('Import: []\n')
 
 
 class BuildPy(build_py):
@@ -48,6 +51,8 @@ def read_requirements(path):
                 if line.split('#')[0].strip() and not line.startswith('-')]
 
 
+add_mim_extension()  # also for PEP 660 editable installs (no develop cmd)
+
 version = {}
 with open(os.path.join(HERE, 'sase_mm', 'version.py')) as f:
     exec(f.read(), version)
@@ -61,8 +66,8 @@ setup(
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'tests.*', 'benchmarks')),
     include_package_data=True,
-    package_data={'sase_mm': ['.mim/configs/**/*.py', '.mim/tools/**/*',
-                              '.mim/tools/*']},
+    package_data={'sase_mm': ['.mim/model-index.yml', '.mim/configs/**/*.py',
+                              '.mim/tools/**/*', '.mim/tools/*']},
     python_requires='>=3.8',
     install_requires=read_requirements('requirements/runtime.txt'),
     extras_require={'tests': read_requirements('requirements/tests.txt')},

@@ -32,10 +32,11 @@ PYEOF
 }
 
 check_self() {
-    # The editable install must point at this checkout (CI clones afresh).
-    "$PY" -c "import os, sys, sase_mm; \
+    # The editable install must point at this checkout (CI clones afresh);
+    # run from / so the checkout itself is not on sys.path.
+    (cd / && "$PY" -c "import os, sys, sase_mm; \
 sys.exit(0 if os.path.realpath(os.path.dirname(sase_mm.__file__)) == \
-os.path.realpath(sys.argv[1] + '/sase_mm') else 1)" "$ROOT" 2>/dev/null
+os.path.realpath(sys.argv[1] + '/sase_mm') else 1)" "$ROOT" 2>/dev/null)
 }
 
 PIP=("$PY" -m pip install --disable-pip-version-check --no-input)

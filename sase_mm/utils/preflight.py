@@ -1,0 +1,283 @@
+"""Checks run before training / testing, so users meet clear messages.
+
+For the downstream experiments of SASE (arXiv 2411.08333): the COCO and
+ImageNet configs need data in a given layout and the detectors need the
+ImageNet-trained backbone of the same depth and attention block. Without
+these checks, mmengine fails late (after building everything) with a bare
+``No such file`` or, worse, loads a checkpoint of the wrong depth with a
+warning and trains from a half-initialised backbone. Each check names the
+file, the config key that points at it, and what was expected.
+"""
+import os
+import os.path as osp
+import re
+from collections import defaultdict
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple
+
+import torch.nn as nn
+
+# Where each dataset type's files go (shown when they are missing).
+DATA_LAYOUTS = {
+    'CocoDataset': (
+        'COCO 2017 in mmdetection\'s layout:\n'
+        '  <data_root>/annotations/instances_train2017.json\n'
+        '  <data_root>/annotations/instances_val2017.json\n'
+        '  <data_root>/train2017/*.jpg\n'
+        '  <data_root>/val2017/*.jpg\n'
+        '(images and annotations from https://cocodataset.org)'),
+    'ImageNet': (
+        'ImageNet-1k in mmpretrain\'s layout:\n'
+        '  <data_root>/train/n01440764/*.JPEG ...  (one folder per class)\n'
+        '  <data_root>/val/*.JPEG                 (or one folder per class)\n'
+        '  <data_root>/meta/train.txt, <data_root>/meta/val.txt\n'
+        '    (`relative/path.JPEG label` lines; optional when train/ and '
+        'val/ both hold\n     one folder per class, all 1000 of them)'),
+}
+
+_BLOCKS_TO_DEPTH = {
+    ('BasicBlock', (2, 2, 2, 2)): 18,
+    ('BasicBlock', (3, 4, 6, 3)): 34,
+    ('Bottleneck', (3, 4, 6, 3)): 50,
+    ('Bottleneck', (3, 4, 23, 3)): 101,
+    ('Bottleneck', (3, 8, 36, 3)): 152,
+}
+# Submodules of a plain ResNet block; anything else in a block is attention.
+_PLAIN_BLOCK_PARTS = {'conv1', 'conv2', 'conv3', 'bn1', 'bn2', 'bn3',
+                      'downsample'}
+
+
+def _is_remote(path: str) -> bool:
+    return '://' in str(path)
+
+
+# ------------------------------------------------------------------ data
+def _leaf_datasets(ds_cfg, where: str) -> Iterator[Tuple[str, Mapping]]:
+    """Yields (config key, dataset cfg), unwrapping Repeat/Concat/... ."""
+    if not isinstance(ds_cfg, Mapping):
+        return
+    if isinstance(ds_cfg.get('datasets'), (list, tuple)):
+        for i, sub in enumerate(ds_cfg['datasets']):
+            yield from _leaf_datasets(sub, f'{where}.datasets.{i}')
+    elif isinstance(ds_cfg.get('dataset'), Mapping):
+        yield from _leaf_datasets(ds_cfg['dataset'], f'{where}.dataset')
+    else:
+        yield where, ds_cfg
+
+
+def dataset_paths(ds_cfg: Mapping) -> List[Tuple[str, str]]:
+    """The local files a dataset config reads: [(config field, path)]."""
+    root = ds_cfg.get('data_root') or ''
+    out = []
+    ann = ds_cfg.get('ann_file') or ''
+    if ann:
+        out.append(('ann_file', osp.join(root, ann)))
+    prefix = ds_cfg.get('data_prefix') or ''
+    if isinstance(prefix, Mapping):
+        out += [(f'data_prefix.{k}', osp.join(root, v))
+                for k, v in prefix.items() if v]
+    elif prefix:
+        out.append(('data_prefix', osp.join(root, prefix)))
+    elif ds_cfg.get('split'):
+        # mmpretrain: split='train' reads <data_root>/train.
+        out.append(('split', osp.join(root, ds_cfg['split'])))
+    if not out and root:
+        out.append(('data_root', root))
+    return [(k, p) for k, p in out if not _is_remote(p)]
+
+
+def check_data_paths(cfg, dataloaders=('train_dataloader',)) -> None:
+    """Raises FileNotFoundError naming every missing dataset file.
+
+    Args:
+        cfg (Config | dict): a full mmengine config.
+        dataloaders: the dataloader keys to check (absent ones are skipped).
+    """
+    problems = []
+    for key in dataloaders:
+        loader = cfg.get(key)
+        if not isinstance(loader, Mapping):
+            continue
+        for where, ds in _leaf_datasets(loader.get('dataset'),
+                                        f'{key}.dataset'):
+            missing = [(field, path) for field, path in dataset_paths(ds)
+                       if not osp.exists(path)]
+            if missing:
+                problems.append((where, ds, missing))
+        # e.g. CocoMetric reads the annotations itself.
+        ev_key = key.replace('_dataloader', '_evaluator')
+        evaluators = cfg.get(ev_key) if ev_key != key else None
+        if isinstance(evaluators, Mapping):
+            evaluators = [evaluators]
+        for i, ev in enumerate(evaluators or []):
+            ann = ev.get('ann_file') if isinstance(ev, Mapping) else None
+            if ann and not _is_remote(ann) and not osp.exists(ann):
+                where = ev_key if isinstance(cfg.get(ev_key), Mapping) \
+                    else f'{ev_key}.{i}'
+                problems.append((where, dict(type=ev.get('type', '?')),
+                                 [('ann_file', ann)]))
+    if not problems:
+        return
+    lines, layouts = [], {}
+    for where, ds, missing in problems:
+        dtype = str(ds.get('type', '?')).split('.')[-1]
+        for field, path in missing:
+            lines.append(f'  {path}  ({where}.{field}, {dtype}) does not '
+                         f'exist')
+        if dtype in DATA_LAYOUTS:
+            layouts[dtype] = DATA_LAYOUTS[dtype]
+    msg = (f'dataset files are missing (relative paths are from '
+           f'{os.getcwd()}):\n' + '\n'.join(lines))
+    for text in layouts.values():
+        msg += f'\nExpected {text}'
+    fixes = []
+    for where, ds, missing in problems:
+        field = 'data_root' if 'data_root' in ds else missing[0][0]
+        fix = f'{where}.{field}=PATH'
+        if fix not in fixes:
+            fixes.append(fix)
+    msg += ('\nPut the data there (a symlink is fine), or point the config '
+            'at your copy: --cfg-options ' + ' '.join(fixes))
+    raise FileNotFoundError(msg)
+
+
+# ------------------------------------------------------- pretrained weights
+def pretrained_init_cfg(model_cfg: Mapping) -> Optional[Mapping]:
+    """``model.backbone.init_cfg`` when it loads a checkpoint, else None."""
+    backbone = (model_cfg or {}).get('backbone') or {}
+    init = backbone.get('init_cfg') if isinstance(backbone, Mapping) else None
+    if isinstance(init, Mapping) and init.get('type') == 'Pretrained':
+        return init
+    return None
+
+
+def _producer_hint(checkpoint: str) -> str:
+    """Which of sase_mm's configs trains a checkpoint of this name."""
+    stem = osp.splitext(osp.basename(str(checkpoint)))[0]
+    root = osp.join(osp.dirname(osp.dirname(osp.dirname(
+        osp.abspath(__file__)))), 'configs')
+    for sub in ('imagenet', osp.join('imagenet', 'baselines')):
+        if osp.isfile(osp.join(root, sub, stem + '.py')):
+            cfg = f'configs/{sub}/{stem}.py'.replace(os.sep, '/')
+            return (f'It is written by `python tools/train.py {cfg}` (copy '
+                    f'its last checkpoint, e.g. work_dirs/{stem}/'
+                    f'epoch_100.pth, there). ')
+    return ''
+
+
+def check_pretrained_exists(cfg) -> None:
+    """Raises when ``model.backbone.init_cfg`` names a local file that is
+    not there (URLs are left to mmengine)."""
+    init = pretrained_init_cfg(cfg.get('model'))
+    if init is None:
+        return
+    ckpt = init.get('checkpoint')
+    fix = ('Set it with --cfg-options model.backbone.init_cfg.checkpoint='
+           'PATH, or train the backbone from scratch (not the paper\'s '
+           'setting) with --cfg-options model.backbone.init_cfg=None.')
+    if not ckpt:
+        raise ValueError('model.backbone.init_cfg loads a pretrained '
+                         'backbone but names no checkpoint. ' + fix)
+    if _is_remote(ckpt) or osp.isfile(ckpt):
+        return
+    raise FileNotFoundError(
+        f'the pretrained backbone checkpoint {ckpt!r} '
+        f'(model.backbone.init_cfg.checkpoint) does not exist (relative '
+        f'paths are from {os.getcwd()}). The detector configs start from an '
+        f'ImageNet-trained backbone of the same depth and attention block. '
+        + _producer_hint(ckpt) + fix)
+
+
+def _describe_resnet(keys) -> str:
+    """'ResNet-101 (Bottleneck, blocks per stage (3, 4, 23, 3)) with
+    `attention` in its blocks', read off state-dict keys."""
+    blocks: Dict[int, set] = defaultdict(set)
+    parts = set()
+    for k in keys:
+        m = re.search(r'(?:^|backbone\.)layer(\d+)\.(\d+)\.([^.]+)\.', k)
+        if m:
+            blocks[int(m.group(1))].add(int(m.group(2)))
+            parts.add(m.group(3))
+    if not blocks:
+        return 'no ResNet stages (`layerI.J.*` keys)'
+    per_stage = tuple(len(blocks[i]) for i in sorted(blocks))
+    kind = 'Bottleneck' if 'conv3' in parts else 'BasicBlock'
+    depth = _BLOCKS_TO_DEPTH.get((kind, per_stage))
+    name = f'ResNet-{depth}' if depth else 'a ResNet'
+    extra = sorted(parts - _PLAIN_BLOCK_PARTS)
+    attn = (f'with {", ".join(f"`{e}`" for e in extra)} modules in its '
+            f'blocks' if extra else 'with no attention modules in its blocks')
+    return f'{name} ({kind}, blocks per stage {per_stage}) {attn}'
+
+
+def check_pretrained_matches(
+        backbone: nn.Module, init_cfg: Mapping,
+        ignore_unexpected=(r'^fc\.', r'^head\.'),
+        what: str = 'model.backbone.init_cfg.checkpoint'):
+    """Raises ValueError when the checkpoint of ``init_cfg`` does not fit
+    ``backbone`` key for key (e.g. a ResNet-101 checkpoint for a ResNet-50,
+    or a plain ResNet for a SASE one).
+
+    Args:
+        backbone (nn.Module): the module the checkpoint loads into (a
+            backbone, or a whole model with ``init_cfg.prefix`` unset).
+        init_cfg (dict): ``checkpoint`` path and optional ``prefix`` (the
+            part of the checkpoint's keys to use, stripped).
+        ignore_unexpected: patterns of checkpoint keys the module may lack
+            (a classifier's head when loading a backbone).
+        what (str): how the message names the checkpoint's origin.
+
+    Returns:
+        dict: the number of tensors that load (``loaded``) and the keys the
+        checkpoint lacks / adds (``missing``, ``unexpected``), both empty.
+    """
+    from mmengine.runner.checkpoint import _load_checkpoint
+    path = init_cfg['checkpoint']
+    ckpt = _load_checkpoint(path, map_location='cpu')
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+    prefix = init_cfg.get('prefix')
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
+        sub = {k[len(prefix):]: v for k, v in state.items()
+               if k.startswith(prefix)}
+        if not sub:
+            tops = sorted({k.split('.')[0] + '.' for k in state})
+            raise ValueError(
+                f'checkpoint {path!r} has no weights under the prefix '
+                f'{prefix!r} ({what} with prefix); its keys '
+                f'start with {tops[:8]}. Expected an mmpretrain '
+                f'ImageClassifier checkpoint (`backbone.*` keys); for a bare '
+                f'backbone state dict set prefix=None.')
+        state = sub
+    own = backbone.state_dict()
+    missing = [k for k in own if k not in state
+               and not k.endswith('num_batches_tracked')]
+    unexpected = [k for k in state if k not in own and not any(
+        re.search(p, k) for p in ignore_unexpected)]
+    shapes = [f'{k}: checkpoint {tuple(state[k].shape)} vs model '
+              f'{tuple(own[k].shape)}' for k in own
+              if k in state and hasattr(state[k], 'shape')
+              and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        hint = (' (for a detector backbone: the ImageNet checkpoint of the '
+                'matching configs/imagenet/ config, e.g. '
+                'sase_r101_8xb16_in1k.py for the sase_r101_* detectors)'
+                if prefix else '')
+
+        def some(items):
+            head = ', '.join(items[:4])
+            return head + (f', ... ({len(items)} in all)'
+                           if len(items) > 4 else '')
+        detail = [f'missing from the checkpoint: {some(missing)}'
+                  if missing else '',
+                  f'not in the model: {some(unexpected)}'
+                  if unexpected else '',
+                  f'shape mismatches: {some(shapes)}' if shapes else '']
+        raise ValueError(
+            f'checkpoint {path!r} ({what}) does not fit the model: the '
+            f'checkpoint holds '
+            f'{_describe_resnet(state)}, the config builds '
+            f'{_describe_resnet(own)}.\n  ' +
+            '\n  '.join(d for d in detail if d) +
+            f'\nExpected a checkpoint of the same depth and attention block'
+            f'{hint}.')
+    return dict(loaded=len(own), missing=missing, unexpected=unexpected)
