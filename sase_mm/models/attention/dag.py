@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .stats import FeatureStats
+from .stats import FeatureStats, reference_backward, sum_keepdim
 
 EdgeFn = Callable[[int, torch.Tensor, Optional[FeatureStats]], torch.Tensor]
 
@@ -45,14 +45,66 @@ class SpatialMixer(nn.Sequential):
         return self[2](self[1](torch.addcmul(w[0] * a, w[1], b)))
 
 
+class _ScaledResidual(torch.autograd.Function):
+    """out = x * (s2 + s5) / 2 + x, as x * (1 + s2 / 2 + s5 / 2).
+
+    x (B, C, H, W), s2 (B, C, 1, 1), s5 (B, 1, H, W). The factor
+    m = 1 + s2 / 2 + s5 / 2 is built once and kept for the input gradient
+    (grad * m); the backward pass reduces ``grad * x`` over H, W and over C
+    for the two maps and reuses that buffer for the input gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x, s2, s5):
+        m = torch.add(s2 * 0.5 + 1.0, s5 * 0.5)
+        ctx.save_for_backward(x, m, s2, s5)
+        ctx.shapes = (s2.shape, s5.shape)
+        return torch.mul(x, m)
+
+    @staticmethod
+    def reference(x, s2, s5):
+        return x * (s2 + s5) / 2 + x
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, m, s2, s5 = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: exact higher derivatives
+            return reference_backward(_ScaledResidual.reference, (x, s2, s5),
+                                      (grad, ), ctx.needs_input_grad)
+        shape2, shape5 = ctx.shapes
+        grad_s2 = grad_s5 = None
+        buf = torch.mul(grad, x)
+        if ctx.needs_input_grad[1]:
+            grad_s2 = buf.sum_to_size(shape2) * 0.5  # may alias buf
+        if ctx.needs_input_grad[2]:
+            if buf.dim() == 4 and tuple(shape5) == (x.shape[0], 1,
+                                                    *x.shape[2:]):
+                grad_s5 = sum_keepdim(buf, (1, )) * 0.5
+            else:
+                grad_s5 = buf.sum_to_size(shape5) * 0.5
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.mul(grad, m, out=buf)
+        return grad_x, grad_s2, grad_s5
+
+
+def scaled_residual(x: torch.Tensor, s2: torch.Tensor,
+                    s5: torch.Tensor) -> torch.Tensor:
+    """The block output ``x * (s2 + s5) / 2 + x`` (SASE-SPEC section 1)."""
+    return _ScaledResidual.apply(x, s2, s5)
+
+
 def sase_dag(x: torch.Tensor, edge: EdgeFn,
              mixer: SpatialMixer) -> torch.Tensor:
-    """Evaluates the block on x (B, C, H, W) -> (B, C, H, W)."""
+    """Evaluates the block on x (B, C, H, W) -> (B, C, H, W).
+
+    E3 receives ``x=None`` and the statistics of the gated map
+    ``s3 = E2(s1) * x``, which is built only if E3's operation needs it.
+    """
     stats_x = FeatureStats(x)  # shared by E0 (over H, W) and E4 (over C)
     s1 = edge(0, x, stats_x)
     s2 = edge(1, s1, None)
-    s3 = edge(2, s1, None) * x
-    s4 = mixer(edge(3, s3, FeatureStats(s3)), edge(4, x, stats_x))
+    stats_s3 = FeatureStats.gated(x, edge(2, s1, None))
+    s4 = mixer(edge(3, None, stats_s3), edge(4, x, stats_x))
     s5 = edge(5, s4, None)
-    # x * (s2 + s5) / 2 + x in one fused kernel; * 0.5 is exact.
-    return torch.addcmul(x, x, s2 + s5, value=0.5)
+    return scaled_residual(x, s2, s5)

@@ -9,7 +9,10 @@ Every operation has the signature ``forward(x, stats=None)``. Squeeze
 operations read shared statistics of ``x`` from ``stats`` (a
 :class:`FeatureStats` of ``x``) when given, so that the seven candidates of a
 search edge compute each mean or variance once; excitation operations ignore
-it. All of them work at any H x W: statistics divide by the runtime size, and
+it. A squeeze given ``stats`` reads the map itself from ``stats.x`` and
+accepts ``x=None``: the block's gated map ``s3 = gate * x`` is described by
+its statistics and built only when an operation needs it. All of them work
+at any H x W: statistics divide by the runtime size, and
 per-position parameters are kept at a build-time size and resized
 (bilinear) to the input when the two differ.
 
@@ -23,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .stats import FeatureStats, safe_sqrt
+from .stats import FeatureStats, bmm_sum_c, reference_backward, safe_sqrt
 
 HW: Tuple[int, int] = (2, 3)  # channel statistics reduce over H, W
 C: Tuple[int] = (1, )  # spatial statistics reduce over C
@@ -54,7 +57,7 @@ def resize_to(param: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     return out.reshape(*lead, *size)
 
 
-def _stats(x, stats):
+def _stats(x, stats) -> FeatureStats:
     return stats if stats is not None else FeatureStats(x)
 
 
@@ -83,8 +86,12 @@ class LpPool(nn.Module):
         self.dims, self.p = tuple(dims), p
 
     def forward(self, x, stats=None):
-        return safe_sqrt(x.pow(self.p).sum(dim=self.dims, keepdim=True),
-                         p=float(self.p))
+        s = _stats(x, stats)
+        if self.p == 4:
+            total = s.pow4_sum(self.dims)
+        else:
+            total = s.x.pow(self.p).sum(dim=self.dims, keepdim=True)
+        return safe_sqrt(total, p=float(self.p))
 
     def extra_repr(self):
         return f'dims={self.dims}, p={self.p}'
@@ -113,17 +120,27 @@ class PairPool(nn.Module):
 
     def forward(self, x, stats=None):
         s = _stats(x, stats)
-        second = {'max': s.amax, 'std': s.std_unbiased,
-                  'skew': s.third_moment}[self.stat](self.dims)
+        if self.stat == 'max':
+            mean, second = s.mean_amax(self.dims)
+        else:
+            second = {'std': s.std_unbiased,
+                      'skew': s.third_moment}[self.stat](self.dims)
+            mean = s.mean(self.dims)
         w = self.merge.weight.view(2)
-        return F.relu(w[0] * s.mean(self.dims) + w[1] * second)
+        return F.relu(w[0] * mean + w[1] * second)
 
     def extra_repr(self):
         return f'dims={self.dims}, stat={self.stat!r}'
 
 
 class ChannelL2Norm(nn.Module):
-    """InstanceNorm2d(C, affine) on x, then sqrt(sum over H, W of x^2)."""
+    """InstanceNorm2d(C, affine) on x, then sqrt(sum over H, W of x^2).
+
+    Computed in closed form from the variance: with xhat the normalised map
+    (sum xhat = 0, sum xhat^2 = n var / (var + eps) over the n = H * W
+    positions), sum (w xhat + b)^2 = n (w^2 var / (var + eps) + b^2), so the
+    full-size normalised map is never built.
+    """
 
     def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__()
@@ -132,9 +149,63 @@ class ChannelL2Norm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x, stats=None):
-        y = _stats(x, stats).normalized(HW, self.eps)
-        y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
-        return safe_sqrt(y.square().sum(dim=HW, keepdim=True))
+        s = _stats(x, stats)
+        var = s.var(HW)
+        w = self.weight.view(1, -1, 1, 1)
+        b = self.bias.view(1, -1, 1, 1)
+        sq = w.square() * (var / (var + self.eps)) + b.square()
+        return safe_sqrt(sq * s.count(HW))
+
+
+class _LayerNormSquareSum(torch.autograd.Function):
+    """sum over C of (w * LN_HW(x) + b)^2: (B, C, H, W) -> (B, 1, H, W).
+
+    LN_HW normalises each (b, c) map over its H, W positions (LayerNorm over
+    (H, W) without affine); w, b are (H, W). Written as one node with the
+    closed-form LayerNorm gradient, it keeps one saved map (the normalised
+    x) and a handful of full-size passes, against about twenty autograd
+    temporaries for the same formula.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps):
+        b, c, h, w = x.shape
+        xhat = x - x.mean(dim=HW, keepdim=True)
+        t = xhat * xhat
+        rstd = torch.rsqrt(t.mean(dim=HW, keepdim=True) + eps)
+        xhat.mul_(rstd)
+        y = torch.mul(xhat, weight, out=t).add_(bias)
+        ctx.eps = eps
+        ctx.save_for_backward(xhat, rstd, weight, bias, x)
+        return bmm_sum_c(y.mul_(y))
+
+    @staticmethod
+    def reference(x, weight, bias, eps):
+        d = x - x.mean(dim=HW, keepdim=True)
+        xhat = d * torch.rsqrt(d.square().mean(dim=HW, keepdim=True) + eps)
+        return (xhat * weight + bias).square().sum(dim=1, keepdim=True)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xhat, rstd, weight, bias, x = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: exact higher derivatives
+            return reference_backward(_LayerNormSquareSum.reference,
+                                      (x, weight, bias, ctx.eps), (grad, ),
+                                      ctx.needs_input_grad)
+        gy = torch.mul(xhat, weight).add_(bias).mul_(2 * grad)  # dS/dy
+        grad_w = grad_b = None
+        if ctx.needs_input_grad[2]:
+            grad_b = gy.sum(dim=(0, 1))
+        if ctx.needs_input_grad[1]:
+            grad_w = (gy * xhat).sum(dim=(0, 1))
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            g = gy.mul_(weight)  # d/d xhat
+            m1 = g.mean(dim=HW, keepdim=True)
+            m2 = (g * xhat).mean(dim=HW, keepdim=True)
+            # LayerNorm: rstd * (g - mean(g) - xhat * mean(g * xhat))
+            grad_x = g.sub_(m1).sub_(xhat * m2).mul_(rstd)
+        return grad_x, grad_w, grad_b, None
 
 
 class SpatialL2Norm(nn.Module):
@@ -152,10 +223,12 @@ class SpatialL2Norm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(size))
 
     def forward(self, x, stats=None):
-        y = _stats(x, stats).normalized(HW, self.eps)
+        x = _stats(x, stats).x
         size = x.shape[-2:]
-        y = y * resize_to(self.weight, size) + resize_to(self.bias, size)
-        return safe_sqrt(y.square().sum(dim=C, keepdim=True))
+        total = _LayerNormSquareSum.apply(x, resize_to(self.weight, size),
+                                          resize_to(self.bias, size),
+                                          self.eps)
+        return safe_sqrt(total)
 
 
 class CovRowConv(nn.Module):
@@ -168,7 +241,51 @@ class CovRowConv(nn.Module):
 
     def forward(self, cov):
         b, n, _ = cov.shape
-        return F.relu(self.row_conv(self.bn(cov.view(b, n, n, 1))))
+        y = self.bn(cov.view(b, n, n, 1))
+        conv = self.row_conv
+        if conv.out_channels == n and conv.bias is None:
+            # Row i of the covariance dotted with kernel i: a row-wise
+            # product and sum, cheaper than a grouped conv on CPU.
+            y = (y.view(b, n, n) * conv.weight.view(n, n)).sum(-1)
+            return F.relu(y).view(b, n, 1, 1)
+        return F.relu(conv(y))
+
+
+def _pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """A bias-free 1x1 conv on a (B, C, 1, 1) map as a linear layer."""
+    return F.linear(x.flatten(1), conv.weight.flatten(1)).view(
+        x.shape[0], -1, 1, 1)
+
+
+def _pool_matrix(n_in: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
+    """(n_out, n_in) averaging matrix of adaptive average pooling.
+
+    Output i averages inputs floor(i * n_in / n_out) to
+    ceil((i + 1) * n_in / n_out) - 1, as ``F.adaptive_avg_pool*`` does (it
+    also upsamples when n_out > n_in).
+    """
+    i = torch.arange(n_out, device=like.device).unsqueeze(1)
+    start = (i * n_in) // n_out
+    end = -((-(i + 1) * n_in) // n_out)  # ceil division
+    j = torch.arange(n_in, device=like.device)
+    inside = (j >= start) & (j < end)
+    return inside.to(like.dtype) / (end - start).to(like.dtype)
+
+
+def adaptive_avg_pool(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, size)`` as two small matrix products.
+
+    The pooling is separable: P_h @ x @ P_w^T. GEMMs read x once in each
+    direction; the CPU pooling kernels (forward and backward) are many
+    times slower on these shapes.
+    """
+    *lead, h, w = x.shape
+    oh, ow = size
+    if (h, w) == (oh, ow):
+        return x
+    y = x.reshape(-1, w) @ _pool_matrix(w, ow, x).t()  # (..., h, ow)
+    y = _pool_matrix(h, oh, x) @ y.view(-1, h, ow)  # (..., oh, ow)
+    return y.view(*lead, oh, ow)
 
 
 class ChannelCovPool(nn.Module):
@@ -187,6 +304,7 @@ class ChannelCovPool(nn.Module):
         self.expand = nn.Conv2d(self.reduced, channels, 1, bias=False)
 
     def forward(self, x, stats=None):
+        x = _stats(x, stats).x
         b, c, h, w = x.shape
         r = self.reduced
         if c % r == 0:
@@ -196,7 +314,7 @@ class ChannelCovPool(nn.Module):
                                       r).transpose(1, 2)
         z = z - z.mean(-1, keepdim=True)
         cov = torch.bmm(z, z.transpose(1, 2)) / max(r - 1, 1)
-        return self.expand(self.cov(cov))
+        return _pointwise(self.expand, self.cov(cov))
 
 
 class SpatialCovPool(nn.Module):
@@ -215,13 +333,14 @@ class SpatialCovPool(nn.Module):
         self.proj = nn.Conv2d(n, n, 1, bias=False)
 
     def forward(self, x, stats=None):
+        x = _stats(x, stats).x
         b, c, h, w = x.shape
         g = self.GRID
-        z = F.adaptive_avg_pool2d(x, g).reshape(b, c, g * g).transpose(1, 2)
+        z = adaptive_avg_pool(x, (g, g)).reshape(b, c, g * g).transpose(1, 2)
         z = z - z.mean(-1, keepdim=True)
         cov = torch.bmm(z, z.transpose(1, 2)) / (g * g - 1)
-        y = self.proj(self.cov(cov)).view(b, 1, g, g)
-        return F.adaptive_avg_pool2d(y, (h, w))
+        y = _pointwise(self.proj, self.cov(cov)).view(b, 1, g, g)
+        return adaptive_avg_pool(y, (h, w))
 
 
 # --------------------------------------------------------------------------
@@ -241,11 +360,15 @@ class Conv1dChain(nn.Module):
             for _ in range(depth))
 
     def forward(self, x, stats=None):
-        y = x.view(x.shape[0], 1, -1)
+        b = x.shape[0]
+        # The batch as groups of one depthwise conv: the same 1 -> 1 conv,
+        # far faster on CPU than a 1-channel conv over a batch.
+        y = x.reshape(1, b, -1)
         for i, conv in enumerate(self.convs):
             if i:
                 y = F.relu(y)
-            y = conv(y)
+            y = F.conv1d(y, conv.weight.expand(b, 1, -1),
+                         padding=conv.padding, groups=b)
         return torch.sigmoid(y).view_as(x)
 
 
@@ -265,7 +388,11 @@ class FCExcitation(nn.Module):
         self.sigmoid = sigmoid
 
     def forward(self, x, stats=None):
-        y = self.expand(F.relu(self.reduce(x)))
+        # 1x1 convs on a (B, C, 1, 1) map are linear layers; F.linear skips
+        # the convolution machinery (same weights, same keys).
+        y = F.linear(x.flatten(1), self.reduce.weight.flatten(1))
+        y = F.linear(F.relu(y), self.expand.weight.flatten(1))
+        y = y.view_as(x)
         return torch.sigmoid(y) if self.sigmoid else y
 
     def extra_repr(self):
@@ -318,9 +445,12 @@ class SpatialConv(nn.Module):
             for k in kernel_sizes)
 
     def forward(self, x, stats=None):
-        y = x
+        b, _, h, w = x.shape
+        # The batch as groups of one depthwise conv (see Conv1dChain).
+        y = x.reshape(1, b, h, w)
         for i, conv in enumerate(self.convs):
             if i and self.relu_between:
                 y = F.relu(y)
-            y = conv(y)
-        return torch.sigmoid(y)
+            y = F.conv2d(y, conv.weight.expand(b, 1, -1, -1),
+                         padding=conv.padding, groups=b)
+        return torch.sigmoid(y).view(b, 1, h, w)

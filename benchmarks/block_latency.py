@@ -1,0 +1,157 @@
+"""Forward + backward latency of the fixed SASE block against an SE block.
+
+SASE: Searching Architecture for Squeeze and Excitation operations
+(arXiv 2411.08333); SE: Squeeze-and-Excitation Networks (Hu et al., CVPR
+2018). The paper's searched block (SASE-SPEC section 4) is timed against an
+SE block with reduction 16 (GAP, FC, ReLU, FC, sigmoid, rescale) at the four
+ResNet-50 stage shapes (batch 8), on 2 CPU threads. The two candidates are
+interleaved repetition by repetition and the medians compared, so the
+printed ratios are measured in one run under the same machine load.
+
+Target (issue 2): SASE at most 3x SE at every shape.
+
+Usage::
+
+    python benchmarks/block_latency.py [--reps 15] [--batch 8] [--threads 2]
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from sase_mm.models.attention import SASE  # noqa: E402
+
+# ResNet-50 stage outputs (C, H, W) at 224x224 input.
+SHAPES = ((256, 56, 56), (512, 28, 28), (1024, 14, 14), (2048, 7, 7))
+TARGET = 3.0
+
+
+class LocalSE(nn.Module):
+    """A minimal SE block: GAP, FC (C -> C/16), ReLU, FC, sigmoid, rescale."""
+
+    def __init__(self, in_channels: int, reduction: int = 16):
+        super().__init__()
+        hidden = max(1, in_channels // reduction)
+        self.fc1 = nn.Conv2d(in_channels, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, in_channels, 1)
+
+    def forward(self, x):
+        s = x.mean((2, 3), keepdim=True)
+        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
+
+
+def se_block(channels: int) -> nn.Module:
+    """``sase_mm.SE`` when the attention zoo provides it, else ``LocalSE``."""
+    try:
+        from sase_mm.registry import MODELS
+        import sase_mm.models  # noqa: F401
+        cls = MODELS.get('SE')
+        if cls is not None and cls.__module__.startswith('sase_mm'):
+            return cls(in_channels=channels)
+    except Exception:  # noqa: BLE001 - the zoo is optional here
+        pass
+    return LocalSE(channels)
+
+
+CLOCKS = {
+    # Wall time: what a user waits for.
+    'wall': time.perf_counter,
+    # CPU time of this process: robust to other jobs on a shared machine
+    # (time spent preempted is not counted), but counts spin-waiting
+    # threads, so use it with --threads 1.
+    'cpu': time.process_time,
+}
+
+
+def step(block, x, grad, clock=time.perf_counter):
+    """One forward + backward; returns seconds."""
+    t0 = clock()
+    out = block(x)
+    out.backward(grad)
+    t = clock() - t0
+    x.grad = None
+    return t
+
+
+def peak_extra_memory(block, x, grad):
+    """Bytes saved for backward by one forward (autograd saved tensors)."""
+    total = 0
+    seen = set()
+
+    def pack(t):
+        nonlocal total
+        key = (t.untyped_storage().data_ptr(), t.dtype)
+        if key not in seen and t.data_ptr() != x.data_ptr():
+            seen.add(key)
+            total += t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = block(x)
+    out.backward(grad)
+    x.grad = None
+    return total
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--reps', type=int, default=15)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--batch', type=int, default=8)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--shapes', type=str, default=None,
+                        help='subset, e.g. "256x56x56,2048x7x7"')
+    parser.add_argument('--clock', choices=sorted(CLOCKS), default='wall',
+                        help='wall time (default) or process CPU time')
+    args = parser.parse_args()
+    clock = CLOCKS[args.clock]
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    shapes = SHAPES if args.shapes is None else [
+        tuple(int(v) for v in s.split('x')) for s in args.shapes.split(',')]
+
+    print(f'SASE (paper genotype) vs SE (r=16), forward+backward, batch '
+          f'{args.batch}, {torch.get_num_threads()} threads, median of '
+          f'{args.reps} interleaved reps, {args.clock} clock')
+    se_name = type(se_block(8)).__name__
+    header = (f'{"shape":>14} | {"SE ms":>8} | {"SASE ms":>8} | '
+              f'{"ratio":>6} | {"SE saved MB":>11} | {"SASE saved MB":>13}')
+    print(f'SE implementation: {se_name}')
+    print(header)
+    print('-' * len(header))
+    worst = 0.0
+    for c, h, w in shapes:
+        x = torch.randn(args.batch, c, h, w, requires_grad=True)
+        grad = torch.randn(args.batch, c, h, w)
+        blocks = {'se': se_block(c), 'sase': SASE(c)}
+        mem = {k: peak_extra_memory(b, x, grad) / 2**20
+               for k, b in blocks.items()}
+        times = {k: [] for k in blocks}
+        for _ in range(args.warmup):
+            for k, b in blocks.items():
+                step(b, x, grad)
+        for r in range(args.reps):
+            order = list(blocks.items())
+            if r % 2:
+                order.reverse()  # alternate who runs first
+            for k, b in order:
+                times[k].append(step(b, x, grad, clock))
+        se = statistics.median(times['se']) * 1e3
+        sase = statistics.median(times['sase']) * 1e3
+        ratio = sase / se
+        worst = max(worst, ratio)
+        print(f'{f"{c}x{h}x{w}":>14} | {se:8.2f} | {sase:8.2f} | '
+              f'{ratio:5.2f}x | {mem["se"]:11.1f} | {mem["sase"]:13.1f}')
+    verdict = 'meets' if worst <= TARGET else 'MISSES'
+    print(f'worst ratio {worst:.2f}x: {verdict} the target of <= {TARGET}x')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,176 @@
+"""Cost of a SASE search step (arXiv 2411.08333, SASE-SPEC section 3).
+
+CIFAR ResNet-20, batch 64 x 3 x 32 x 32, 2 CPU threads. Candidates, timed
+interleaved in one run (median of the repeats):
+
+* ``plain``: one training step (forward, backward, SGD) of ResNet-20;
+* ``supernet``: the same step of ResNet-20 + SASESearch in every block
+  (mixing weights fixed);
+* ``first``: one first-order search iteration (alpha step + weight step:
+  2 forward-backward passes, the alpha pass differentiating alpha only);
+* ``second``: one second-order iteration (virtual step, search pass at w',
+  two finite-difference passes, weight step: 5 forward-backward passes).
+
+Printed ratios and targets: supernet / plain <= 4 (the reference code:
+6.8); first / supernet <= 2.05 and second / supernet <= 5.1 (reference:
+2.02 and 5.02); peak memory second / first <= 1.3.
+
+Peak memory is the process's resident-set high-water mark during one step
+above its resident size just before it (Linux: the mark is reset through
+``/proc/self/clear_refs`` before each step and read from ``VmHWM`` in
+``/proc/self/status``), median over the repeats. It is measured in a second
+process (``--memory``) started with ``MALLOC_MMAP_THRESHOLD_=65536``, so
+that glibc serves every block of 64 KiB or more with its own mapping and
+unmaps it when freed (otherwise its adaptive threshold keeps freed
+activations resident and the mark accumulates over the passes of a step):
+the mark then follows the live tensors; small blocks and the Python heap
+count too, alike for every candidate. That setting slows allocation down,
+so the times are taken in the first process, without it. (torch.profiler's
+memory events would count tensors only, but profiling the ~100k operator
+calls of a second-order step takes minutes.)
+
+    python benchmarks/search_step.py [--repeats 5] [--batch 64]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from os import path as osp
+
+import torch
+import torch.nn.functional as F
+from mmengine.optim import OptimWrapper, OptimWrapperDict
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import sase_mm  # noqa: E402,F401
+from sase_mm.registry import MODELS  # noqa: E402
+
+TARGETS = dict(supernet_vs_plain=4.0, first_vs_supernet=2.05,
+               second_vs_supernet=5.1, second_vs_first_memory=1.3)
+
+
+def _batch(n, g):
+    return dict(inputs=torch.randn(n, 3, 32, 32, generator=g),
+                data_samples=torch.randint(0, 10, (n, ), generator=g))
+
+
+def _search_model(order):
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='sase_mm.DARTSSearch', order=order,
+        supernet=dict(type='sase_mm.CifarResNet', depth=20,
+                      attn_cfg=dict(type='sase_mm.SASESearch'))))
+    optim = OptimWrapperDict(
+        weights=OptimWrapper(torch.optim.SGD(
+            model.supernet.parameters(), lr=0.025, momentum=0.9,
+            weight_decay=5e-4), clip_grad=dict(max_norm=5)),
+        alphas=OptimWrapper(torch.optim.Adam([model.alphas], lr=3e-4,
+                                             betas=(0.5, 0.999),
+                                             weight_decay=1e-3)))
+    return model.train(), optim
+
+
+def build_candidates(batch):
+    g = torch.Generator().manual_seed(0)
+    data = dict(train=_batch(batch, g), search=_batch(batch, g))
+    torch.manual_seed(0)
+    plain = MODELS.build(dict(type='sase_mm.CifarResNet', depth=20)).train()
+    plain_opt = torch.optim.SGD(plain.parameters(), lr=0.025, momentum=0.9)
+    net1, opt1 = _search_model(1)
+    net2, opt2 = _search_model(2)
+    sup = net1.supernet
+    sup_opt = torch.optim.SGD(sup.parameters(), lr=0.025, momentum=0.9)
+    x, y = data['train']['inputs'], data['train']['data_samples']
+
+    def plain_step():
+        plain_opt.zero_grad()
+        F.cross_entropy(plain(x), y).backward()
+        plain_opt.step()
+
+    def supernet_step():
+        sup_opt.zero_grad()
+        w = net1.alphas.detach().softmax(-1)
+        F.cross_entropy(sup(x, w), y).backward()
+        sup_opt.step()
+
+    return dict(plain=plain_step, supernet=supernet_step,
+                first=lambda: net1.train_step(data, opt1),
+                second=lambda: net2.train_step(data, opt2))
+
+
+def _status(field):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f'{field} not in /proc/self/status (Linux only)')
+
+
+def peak_bytes(fn):
+    """Resident high-water mark of fn() above the resident size before."""
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # resets VmHWM to the current VmRSS
+    base = _status('VmRSS')
+    fn()
+    return _status('VmHWM') - base
+
+
+def _memory_in_subprocess(args):
+    """Peak bytes per candidate, from a child with glibc's fixed threshold."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), '--memory',
+         '--repeats', str(args.repeats), '--batch', str(args.batch),
+         '--threads', str(args.threads)], env=env, check=True,
+        capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--batch', type=int, default=64)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--memory', action='store_true',
+                        help='(internal) print peak memory as JSON')
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cands = build_candidates(args.batch)
+    for fn in cands.values():  # warm-up
+        fn()
+    if args.memory:
+        mems = {k: [] for k in cands}
+        for _ in range(args.repeats):
+            for name, fn in cands.items():
+                mems[name].append(peak_bytes(fn))
+        print(json.dumps({k: statistics.median(v) for k, v in mems.items()}))
+        return None
+    times = {k: [] for k in cands}
+    for _ in range(args.repeats):
+        for name, fn in cands.items():  # interleaved
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    mem = _memory_in_subprocess(args)
+    print(f'CIFAR ResNet-20, batch {args.batch} x 3 x 32 x 32, '
+          f'{args.threads} threads, median of {args.repeats}')
+    print(f'{"candidate":<10} {"time (s)":>9} {"peak MiB":>9}')
+    for k in cands:
+        print(f'{k:<10} {med[k]:>9.3f} {mem[k] / 2**20:>9.1f}')
+    ratios = dict(
+        supernet_vs_plain=med['supernet'] / med['plain'],
+        first_vs_supernet=med['first'] / med['supernet'],
+        second_vs_supernet=med['second'] / med['supernet'],
+        second_vs_first_memory=mem['second'] / mem['first'])
+    for k, v in ratios.items():
+        ok = 'ok' if v <= TARGETS[k] else 'MISSED'
+        print(f'{k:<24} {v:6.2f}x  (target <= {TARGETS[k]}x: {ok})')
+    return ratios
+
+
+if __name__ == '__main__':
+    main()

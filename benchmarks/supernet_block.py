@@ -1,0 +1,146 @@
+"""Forward + backward latency of the SASE supernet block (``SASESearch``).
+
+SASE: Searching Architecture for Squeeze and Excitation operations
+(arXiv 2411.08333); DARTS (Liu et al., ICLR 2019). During the search every
+edge of the block runs all seven candidate operations (42 per block) and
+mixes them with softmax(alpha), so the search step costs a multiple of a
+plain network's. This script times, at the CIFAR ResNet-20 stage shapes
+(batch 64: 16x32x32, 32x16x16, 64x8x8, 2 CPU threads):
+
+* ``SASESearch`` (dense softmax weights) vs the fixed ``SASE`` block
+  (paper genotype) vs an SE block (reduction 16);
+* and, when ``sase_mm``'s CIFAR ResNet is available, one training step
+  (forward, cross-entropy, backward) of the ResNet-20 supernet vs the plain
+  ResNet-20 (issue 5's target: at most 4x).
+
+Candidates are interleaved repetition by repetition and the medians
+compared, so the ratios are measured in one run under the same load.
+
+Usage::
+
+    python benchmarks/supernet_block.py [--reps 15] [--threads 2]
+"""
+import argparse
+import os
+import statistics
+import sys
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from block_latency import CLOCKS, se_block  # noqa: E402
+
+from sase_mm.models.attention import SASE, SASESearch, init_alphas  # noqa
+
+SHAPES = ((16, 32, 32), (32, 16, 16), (64, 8, 8))
+STEP_TARGET = 4.0
+
+
+def interleaved(candidates, reps, warmup, clock):
+    """Median seconds of each zero-argument callable, interleaved."""
+    times = {k: [] for k in candidates}
+    for _ in range(warmup):
+        for fn in candidates.values():
+            fn()
+    for r in range(reps):
+        order = list(candidates.items())
+        if r % 2:
+            order.reverse()
+        for k, fn in order:
+            t0 = clock()
+            fn()
+            times[k].append(clock() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def block_step(block, x, grad, *args):
+    def run():
+        block(x, *args).backward(grad)
+        x.grad = None
+    return run
+
+
+def blocks_table(args, clock):
+    print(f'Blocks, forward+backward, batch {args.batch}')
+    header = (f'{"shape":>10} | {"SE ms":>7} | {"SASE ms":>8} | '
+              f'{"search ms":>9} | {"search/SASE":>11} | {"search/SE":>9}')
+    print(header)
+    print('-' * len(header))
+    for c, h, w in SHAPES:
+        x = torch.randn(args.batch, c, h, w, requires_grad=True)
+        grad = torch.randn_like(x)
+        search = SASESearch(c, spatial_size=(h, w), alphas=init_alphas())
+        weights = torch.randn(6, 7).softmax(-1).requires_grad_()
+        cands = {
+            'se': block_step(se_block(c), x, grad),
+            'sase': block_step(SASE(c, spatial_size=(h, w)), x, grad),
+            'search': block_step(search, x, grad, weights),
+        }
+        t = interleaved(cands, args.reps, args.warmup, clock)
+        print(f'{f"{c}x{h}x{w}":>10} | {t["se"] * 1e3:7.2f} | '
+              f'{t["sase"] * 1e3:8.2f} | {t["search"] * 1e3:9.2f} | '
+              f'{t["search"] / t["sase"]:10.2f}x | '
+              f'{t["search"] / t["se"]:8.2f}x')
+
+
+def resnet20_table(args, clock):
+    try:
+        from sase_mm.models.backbones.cifar_resnet import CifarResNet
+    except ImportError as err:  # the backbone lives in another module
+        print(f'(ResNet-20 step skipped: {err})')
+        return
+    x = torch.randn(args.batch, 3, 32, 32)
+    y = torch.randint(0, 10, (args.batch, ))
+
+    def train_step(model):
+        def run():
+            loss = F.cross_entropy(model(x), y)
+            model.zero_grad(set_to_none=True)
+            loss.backward()
+        return run
+
+    plain = CifarResNet(depth=20).train()
+    supernet = CifarResNet(
+        depth=20, attn_cfg=dict(type='sase_mm.SASESearch')).train()
+    fixed = CifarResNet(depth=20, attn_cfg=dict(type='sase_mm.SASE')).train()
+    t = interleaved({'plain': train_step(plain), 'fixed': train_step(fixed),
+                     'supernet': train_step(supernet)}, args.reps,
+                    args.warmup, clock)
+    ratio = t['supernet'] / t['plain']
+    print(f'\nResNet-20 training step (forward, loss, backward), batch '
+          f'{args.batch}')
+    print(f'plain {t["plain"] * 1e3:.1f} ms | + SASE {t["fixed"] * 1e3:.1f} '
+          f'ms ({t["fixed"] / t["plain"]:.2f}x) | supernet '
+          f'{t["supernet"] * 1e3:.1f} ms ({ratio:.2f}x)')
+    verdict = 'meets' if ratio <= STEP_TARGET else 'MISSES'
+    print(f'supernet step {ratio:.2f}x plain: {verdict} the target of <= '
+          f'{STEP_TARGET}x')
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--reps', type=int, default=15)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--batch', type=int, default=64)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--clock', choices=sorted(CLOCKS), default='wall',
+                        help='wall time (default) or process CPU time')
+    parser.add_argument('--skip-resnet', action='store_true',
+                        help='only the block table')
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    clock = CLOCKS[args.clock]
+    print(f'SASESearch vs SASE vs SE, {torch.get_num_threads()} threads, '
+          f'median of {args.reps} interleaved reps, {args.clock} clock')
+    blocks_table(args, clock)
+    if not args.skip_resnet:
+        resnet20_table(args, clock)
+
+
+if __name__ == '__main__':
+    main()

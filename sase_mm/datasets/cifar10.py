@@ -1,0 +1,86 @@
+"""CIFAR-10 (python version) split for a DARTS search.
+
+SASE (arXiv 2411.08333) searches on CIFAR-10 with the 50,000 training images
+split in two halves, one for the weights and one for the architecture
+weights (SASE-SPEC section 3). This reads the "CIFAR-10 python version"
+(``cifar-10-batches-py``) from disk; it never downloads.
+"""
+import os
+import pickle
+
+import numpy as np
+import torch
+
+from ..registry import DATASETS
+from .in_memory import InMemoryClassification
+from .split import split_indices
+
+CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
+                   'frog', 'horse', 'ship', 'truck')
+# Per-channel statistics of the training set, in 0..255 units.
+CIFAR10_MEAN = (125.307, 122.961, 113.8575)
+CIFAR10_STD = (51.5865, 50.847, 51.255)
+TRAIN_FILES = tuple(f'data_batch_{i}' for i in range(1, 6))
+TEST_FILES = ('test_batch', )
+SPLITS = ('train', 'search', 'trainval', 'test')
+
+
+def _find_root(data_root: str) -> str:
+    for root in (os.path.join(data_root, 'cifar-10-batches-py'), data_root):
+        if all(os.path.isfile(os.path.join(root, f))
+               for f in TRAIN_FILES + TEST_FILES):
+            return root
+    raise FileNotFoundError(
+        f'CIFAR-10 not found under {os.path.abspath(data_root)!r}. Expected '
+        f'the "CIFAR-10 python version" extracted there:\n'
+        f'  {data_root}/cifar-10-batches-py/data_batch_1 ... data_batch_5\n'
+        f'  {data_root}/cifar-10-batches-py/test_batch\n'
+        f'(cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/'
+        f'cifar.html; `tar xzf cifar-10-python.tar.gz -C {data_root}`). '
+        f'sase_mm never downloads data; set data_root to where it is.')
+
+
+def _read(root: str, files) -> tuple:
+    images, labels = [], []
+    for name in files:
+        with open(os.path.join(root, name), 'rb') as f:
+            entry = pickle.load(f, encoding='latin1')
+        images.append(np.asarray(entry['data'], dtype=np.uint8))
+        labels.extend(entry.get('labels', entry.get('fine_labels', [])))
+    data = np.concatenate(images).reshape(-1, 3, 32, 32)
+    return torch.from_numpy(data), torch.tensor(labels, dtype=torch.int64)
+
+
+@DATASETS.register_module()
+class CIFAR10Search(InMemoryClassification):
+    """CIFAR-10 with the training set split for a search.
+
+    Args:
+        data_root (str): directory holding ``cifar-10-batches-py`` (or that
+            directory itself).
+        split (str): ``'train'`` (weights half), ``'search'`` (alpha half),
+            ``'trainval'`` (all 50,000) or ``'test'`` (the 10,000 test
+            images).
+        search_fraction (float): share of the training set in ``'search'``.
+        split_seed (int): seed of the split (not of the sampling).
+        augment (bool): random crop (padding 4) and horizontal flip.
+    """
+
+    def __init__(self, data_root: str = 'data/cifar10', split: str = 'train',
+                 search_fraction: float = 0.5, split_seed: int = 0,
+                 augment: bool = False):
+        if split not in SPLITS:
+            raise ValueError(f'CIFAR10Search split must be one of {SPLITS}, '
+                             f'got {split!r}')
+        root = _find_root(data_root)
+        images, labels = _read(root, TEST_FILES if split == 'test' else
+                               TRAIN_FILES)
+        if split in ('train', 'search'):
+            idx = split_indices(len(labels), ('train', 'search'),
+                                (1 - search_fraction, search_fraction),
+                                split_seed)[split]
+            images, labels = images[idx], labels[idx]
+        self.split = split
+        super().__init__(images, labels, CIFAR10_MEAN, CIFAR10_STD,
+                         CIFAR10_CLASSES, crop_padding=4 if augment else 0,
+                         flip=augment)

@@ -1,0 +1,130 @@
+"""DARTSLoop: the epoch loop of a DARTS search, over two dataloaders at once.
+
+SASE (arXiv 2411.08333) searches its block with DARTS (Liu et al., ICLR
+2019): the training set is split in two halves, one for the weights and one
+for the architecture weights alpha, and each iteration takes one batch of
+each (SASE-SPEC section 3). In mmengine's idiom the loop only moves data:
+it zips the train-half and search-half dataloaders (both built by the
+runner, seeded, their samplers re-seeded every epoch) and hands
+``dict(train=batch, search=batch)`` to the model's ``train_step``, which
+does the optimisation (``DARTSSearch``). Hooks, validation on a held-out
+split, checkpoints and resuming are mmengine's ``EpochBasedTrainLoop``'s.
+"""
+import logging
+from typing import Dict, Union
+
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapperDict
+from mmengine.runner import EpochBasedTrainLoop
+from torch.utils.data import DataLoader
+
+from ..registry import LOOPS
+
+
+def _set_epoch(loader: DataLoader, epoch: int) -> None:
+    for sampler in (getattr(loader, 'sampler', None),
+                    getattr(getattr(loader, 'batch_sampler', None),
+                            'sampler', None)):
+        if hasattr(sampler, 'set_epoch'):
+            sampler.set_epoch(epoch)
+
+
+@LOOPS.register_module()
+class DARTSLoop(EpochBasedTrainLoop):
+    """Epoch-based DARTS search loop.
+
+    Args:
+        runner (Runner): the runner.
+        dataloader (DataLoader | dict): the train half (weights); the
+            runner's ``train_dataloader``.
+        search_dataloader (DataLoader | dict): the search half (alpha).
+        max_epochs (int): search epochs.
+        val_begin (int): first epoch that validates (if a ``val_loop`` is
+            configured: a held-out split).
+        val_interval (int): validation interval in epochs.
+        allow_alpha_lr_schedule (bool): DARTS keeps the alpha learning rate
+            constant; a ``param_scheduler`` list (rather than
+            ``dict(weights=[...], alphas=[])``) would anneal it too, so by
+            default an lr scheduler on ``alphas`` is an error.
+
+    An epoch has ``min(len(dataloader), len(search_dataloader))``
+    iterations; keep the halves the same size so that iteration-based
+    schedulers (which count ``len(train_dataloader)``) agree.
+    """
+
+    def __init__(self, runner, dataloader: Union[DataLoader, Dict],
+                 search_dataloader: Union[DataLoader, Dict],
+                 max_epochs: int, val_begin: int = 1, val_interval: int = 1,
+                 allow_alpha_lr_schedule: bool = False) -> None:
+        super().__init__(runner, dataloader, max_epochs, val_begin,
+                         val_interval)
+        if isinstance(search_dataloader, dict):
+            diff_rank_seed = runner._randomness_cfg.get(
+                'diff_rank_seed', False)
+            # Another seed than the train half's: independent orders.
+            seed = None if runner.seed is None else runner.seed + 1
+            search_dataloader = runner.build_dataloader(
+                search_dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
+        self.search_dataloader = search_dataloader
+        n_train, n_search = len(self.dataloader), len(search_dataloader)
+        if n_train != n_search:
+            print_log(
+                f'DARTSLoop: the train half has {n_train} batches and the '
+                f'search half {n_search}; an epoch runs '
+                f'{min(n_train, n_search)} iterations', logger='current',
+                level=logging.WARNING)
+        self.iters_per_epoch = min(n_train, n_search)
+        self._max_iters = self._max_epochs * self.iters_per_epoch
+        self.allow_alpha_lr_schedule = allow_alpha_lr_schedule
+
+    def run(self):
+        """Checks the set-up, then runs mmengine's epoch loop."""
+        if not isinstance(self.runner.optim_wrapper, OptimWrapperDict):
+            raise TypeError(
+                'DARTSLoop needs two optimizers: set optim_wrapper=dict('
+                'constructor=\'sase_mm.DARTSOptimWrapperConstructor\', '
+                'weights=dict(optimizer=...), alphas=dict(optimizer=...))')
+        self._check_alpha_schedulers()
+        return super().run()
+
+    def _check_alpha_schedulers(self) -> None:
+        schedulers = self.runner.param_schedulers
+        if self.allow_alpha_lr_schedule or not isinstance(schedulers, dict):
+            return
+        bad = [type(s).__name__ for s in schedulers.get('alphas', [])
+               if getattr(s, 'param_name', None) == 'lr']
+        if bad:
+            raise ValueError(
+                f'the alpha learning rate would be scheduled by {bad}: DARTS '
+                f'keeps it constant. A param_scheduler list applies to every '
+                f'optimizer; key it by optimizer instead: param_scheduler='
+                f'dict(weights=[...], alphas=[]) (or set train_cfg.'
+                f'allow_alpha_lr_schedule=True)')
+
+    def run_epoch(self) -> None:
+        """One epoch over both halves, zipped."""
+        self.runner.call_hook('before_train_epoch')
+        self.runner.model.train()
+        _set_epoch(self.dataloader, self._epoch)
+        _set_epoch(self.search_dataloader, self._epoch)
+        for idx, (train, search) in enumerate(
+                zip(self.dataloader, self.search_dataloader)):
+            self.run_iter(idx, dict(train=train, search=search))
+        self.runner.call_hook('after_train_epoch')
+        self._epoch += 1
+
+    def run_iter(self, idx, data_batch: dict) -> None:
+        """One search iteration on ``dict(train=..., search=...)``."""
+        self.runner.call_hook('before_train_iter', batch_idx=idx,
+                              data_batch=data_batch)
+        model = self.runner.model
+        # The search model synchronises its own gradients across ranks
+        # (DDP's hooks do not see torch.autograd.grad), so call it unwrapped.
+        if is_model_wrapper(model):
+            model = model.module
+        outputs = model.train_step(data_batch,
+                                   optim_wrapper=self.runner.optim_wrapper)
+        self.runner.call_hook('after_train_iter', batch_idx=idx,
+                              data_batch=data_batch, outputs=outputs)
+        self._iter += 1

@@ -1,0 +1,153 @@
+"""GenotypeHook: records the architecture of a SASE search every epoch.
+
+SASE (arXiv 2411.08333): the searched block is the argmax of each row of the
+shared (6, 7) alpha (SASE-SPEC section 3). Every ``interval`` epochs this
+hook logs the genotype and softmax(alpha) (logger, and every visualizer
+backend through ``add_scalars``) and writes, atomically, in ``out_dir``
+(default: the work dir):
+
+* ``genotype.json``: the genotype (readable by ``Genotype.load``) with the
+  epoch, alpha and softmax(alpha);
+* ``genotype.py``: a config fragment defining ``genotype = [...]``, for a
+  downstream config: ``_base_ = ['<work_dir>/genotype.py']`` and
+  ``attn_cfg=dict(type='sase_mm.SASE', genotype={{_base_.genotype}})``;
+* ``alphas_heatmap.png``: softmax(alpha), edges x operations;
+* ``alphas_history.png`` / ``alphas_history.json``: each edge's weights over
+  the epochs (kept in the checkpoints, so a resumed search continues them).
+
+At the end of the search it logs the final genotype and these paths.
+"""
+import json
+import os
+from typing import List, Optional
+
+import torch
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from ..models.attention import EDGES, Genotype
+from ..registry import HOOKS
+from .alpha_plots import plot_alpha_heatmap, plot_alpha_history
+
+FILES = dict(json='genotype.json', config='genotype.py',
+             heatmap='alphas_heatmap.png', history='alphas_history.png',
+             history_json='alphas_history.json')
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def alpha_table(probs: torch.Tensor) -> str:
+    """softmax(alpha) as a text table, one line per edge, argmax marked."""
+    lines = []
+    for i, edge in enumerate(EDGES):
+        best = int(probs[i].argmax())
+        cells = ' '.join(f'{"*" if j == best else " "}{op}={float(p):.3f}'
+                         for j, (op, p) in enumerate(
+                             zip(edge.op_set.names, probs[i])))
+        lines.append(f'  {edge.name:<22} {cells}')
+    return '\n'.join(lines)
+
+
+@HOOKS.register_module()
+class GenotypeHook(Hook):
+    """Logs and saves the searched genotype every ``interval`` epochs.
+
+    Args:
+        interval (int): epochs between records (the last epoch is always
+            recorded).
+        out_dir (str, optional): where the files go (default: work dir).
+        plot (bool): write the two PNGs (matplotlib).
+    """
+    priority = 'LOW'
+
+    def __init__(self, interval: int = 1, out_dir: Optional[str] = None,
+                 plot: bool = True):
+        self.interval = interval
+        self.out_dir = out_dir
+        self.plot = plot
+        self.history: List[list] = []  # [epoch, softmax(alpha) as lists]
+
+    @staticmethod
+    def _alphas(runner) -> torch.Tensor:
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        if not isinstance(getattr(model, 'alphas', None), torch.Tensor):
+            raise TypeError(f'GenotypeHook needs a search model with '
+                            f'`alphas` (e.g. sase_mm.DARTSSearch), got '
+                            f'{type(model).__name__}')
+        return model.alphas.detach().float().cpu()
+
+    def paths(self, runner) -> dict:
+        out = self.out_dir or runner.work_dir
+        return {k: os.path.join(out, v) for k, v in FILES.items()}
+
+    def after_train_epoch(self, runner) -> None:
+        epoch = runner.epoch + 1  # the epoch that just ended
+        if not (self.every_n_epochs(runner, self.interval)
+                or self.is_last_train_epoch(runner)):
+            return
+        self.record(runner, epoch)
+
+    def record(self, runner, epoch: int) -> Genotype:
+        """Logs, plots and writes the current genotype (see module doc)."""
+        alphas = self._alphas(runner)
+        probs = alphas.softmax(dim=-1)
+        genotype = Genotype.from_alphas(alphas)
+        self.history = [h for h in self.history if h[0] != epoch]
+        self.history.append([epoch, probs.tolist()])
+        runner.logger.info(f'Epoch {epoch} genotype: {genotype}\n'
+                           f'softmax(alpha):\n{alpha_table(probs)}')
+        runner.visualizer.add_scalars(
+            {f'alpha/{e.name}/{op}': float(probs[i, j])
+             for i, e in enumerate(EDGES)
+             for j, op in enumerate(e.op_set.names)}, step=epoch)
+        if is_main_process():
+            self._write(runner, epoch, genotype, alphas, probs)
+        return genotype
+
+    def _write(self, runner, epoch, genotype, alphas, probs) -> None:
+        paths = self.paths(runner)
+        os.makedirs(os.path.dirname(paths['json']), exist_ok=True)
+        _write_atomic(paths['json'], json.dumps(dict(
+            genotype=genotype.to_dict(), reference=genotype.to_pairs(),
+            epoch=epoch, alphas=alphas.tolist(),
+            softmax_alphas=probs.tolist()), indent=2))
+        _write_atomic(paths['config'], (
+            f'# SASE searched genotype, epoch {epoch} '
+            f'({runner.experiment_name}).\n'
+            f'# Use: _base_ = [\'{paths["config"]}\'] and attn_cfg=dict('
+            f'type=\'sase_mm.SASE\', genotype={{{{_base_.genotype}}}})\n'
+            + genotype.to_config()))
+        history = sorted(self.history)
+        _write_atomic(paths['history_json'], json.dumps(
+            dict(edges=[e.name for e in EDGES],
+                 ops=[list(e.op_set.names) for e in EDGES],
+                 epochs=[h[0] for h in history],
+                 softmax_alphas=[h[1] for h in history])))
+        if self.plot:
+            plot_alpha_heatmap(probs, paths['heatmap'],
+                               f'softmax(alpha), epoch {epoch}\n{genotype}')
+            plot_alpha_history([h[0] for h in history],
+                               [h[1] for h in history], paths['history'])
+
+    def after_train(self, runner) -> None:
+        genotype = Genotype.from_alphas(self._alphas(runner))
+        files = '\n'.join(f'  {k}: {v}' for k, v in self.paths(runner).items()
+                          if self.plot or not v.endswith('.png'))
+        runner.logger.info(
+            f'Search finished. Genotype: {genotype}\n'
+            f'  reference spelling: {genotype.to_pairs()}\n'
+            f'Files:\n{files}')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint.setdefault('meta', {})['alpha_history'] = self.history
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self.history = list(checkpoint.get('meta', {}).get(
+            'alpha_history', []))

@@ -1,0 +1,18 @@
+"""Model utilities: architecture-agnostic attention insertion.
+
+``insert_attention`` adds any registered attention module after every
+``nn.Conv2d`` of an arbitrary torch model (the architecture-agnostic SE
+method card, ``se-method-card.txt``); ``WithAttention`` does the same from a
+config (``type='sase_mm.WithAttention'``).
+"""
+from .arg_checks import (check_choice, check_int, check_latent_channels,
+                         resolve_latent_channels)
+from .insert_attention import (Conv2dWithAttention, insert_attention,
+                               qualifying_convs)
+from .with_attention import WithAttention
+
+__all__ = [
+    'Conv2dWithAttention', 'WithAttention', 'check_choice', 'check_int',
+    'check_latent_channels', 'insert_attention', 'qualifying_convs',
+    'resolve_latent_channels'
+]

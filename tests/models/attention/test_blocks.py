@@ -1,0 +1,215 @@
+"""The searchable and the fixed SASE block (arXiv 2411.08333).
+
+* With one-hot mixing weights the searchable block (``SASESearch``) equals
+  the fixed block (``SASE``) derived from it, weights carried over.
+* With dense weights it equals a naive evaluation of SASE-SPEC section 1
+  that runs every candidate operation alone (no shared statistics, no
+  batching), so the optimised mixed edges are exact up to float rounding.
+* One alpha per network, with a single owner in the state_dict.
+"""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sase_mm.models.attention import (EDGES, SASE, SASE_PAPER_GENOTYPE,
+                                      Genotype, SASESearch, init_alphas)
+
+C, B, HW = 32, 3, (10, 9)
+
+
+def _random_genotypes(n):
+    gen = torch.Generator().manual_seed(7)
+    def pick(edge):
+        return edge.op_set.names[int(torch.randint(7, (1, ), generator=gen))]
+
+    return [Genotype(pick(e) for e in EDGES) for _ in range(n)]
+
+
+GENOTYPES = [SASE_PAPER_GENOTYPE] + _random_genotypes(6)
+
+
+def _perturb(module):
+    """Moves every parameter and BN buffer off its init so nothing cancels."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        for name, buf in module.named_buffers():
+            if name.endswith('running_var'):
+                buf.uniform_(0.5, 1.5)
+            elif name.endswith('running_mean'):
+                buf.normal_(0, 0.1)
+
+
+def _one_hot(genotype):
+    return F.one_hot(torch.tensor(genotype.indices()), 7).float()
+
+
+@pytest.mark.parametrize('mode', ['train', 'eval'])
+@pytest.mark.parametrize('genotype', GENOTYPES, ids=str)
+def test_one_hot_search_equals_derived_block(genotype, mode):
+    search = SASESearch(C, spatial_size=(8, 8), alphas=init_alphas())
+    _perturb(search)
+    fixed = search.derive(genotype)
+    assert isinstance(fixed, SASE) and fixed.genotype == genotype
+    search.train(mode == 'train')
+    fixed.train(mode == 'train')
+    x = torch.randn(B, C, *HW)
+    y_search = search(x, _one_hot(genotype))
+    y_fixed = fixed(x)
+    diff = (y_search - y_fixed).abs().max().item()
+    print(f'{genotype} [{mode}]: max |search - fixed| = {diff:.3g}')
+    assert torch.allclose(y_search, y_fixed, rtol=1e-5, atol=1e-5), diff
+
+
+def test_one_hot_gradients_match():
+    search = SASESearch(C, spatial_size=HW, alphas=init_alphas())
+    _perturb(search)
+    fixed = search.derive(SASE_PAPER_GENOTYPE)
+    x = torch.randn(B, C, *HW, requires_grad=True)
+    g = torch.randn(B, C, *HW)
+    search(x, _one_hot(SASE_PAPER_GENOTYPE)).backward(g)
+    gx_search, x.grad = x.grad, None
+    fixed(x).backward(g)
+    assert torch.allclose(gx_search, x.grad, rtol=1e-4, atol=1e-5)
+    for i, op in enumerate(SASE_PAPER_GENOTYPE):
+        for name, p in fixed.edges[i].named_parameters():
+            q = dict(search.edges[i].ops[op].named_parameters())[name]
+            assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-5), \
+                (i, op, name)
+
+
+def test_derive_default_is_argmax_of_alphas():
+    alphas = init_alphas()
+    with torch.no_grad():
+        alphas.zero_()
+        for i, j in enumerate(GENOTYPES[1].indices()):
+            alphas[i, j] = 1
+    search = SASESearch(C, alphas=alphas)
+    assert search.genotype() == GENOTYPES[1]
+    assert search.derive().genotype == GENOTYPES[1]
+
+
+# ------------------------------------------------------------ dense mixing
+def _naive_block(search, x, weights):
+    """SASE-SPEC section 1 with every edge a plain per-operation loop."""
+
+    def edge(i, inp):
+        return sum(w * op(inp) for w, op in zip(weights[i],
+                                                search.edges[i].ops.values()))
+
+    s1 = edge(0, x)
+    s2 = edge(1, s1)
+    s3 = edge(2, s1) * x
+    mix = search.mixer
+    s4 = F.relu(mix[1](F.conv2d(torch.cat([edge(3, s3), edge(4, x)], 1),
+                                mix[0].weight)))
+    s5 = edge(5, s4)
+    return x * (s2 + s5) / 2 + x
+
+
+@pytest.mark.parametrize('mode', ['train', 'eval'])
+@pytest.mark.parametrize('hw', [HW, (7, 7), (1, 1)], ids=str)
+def test_dense_mixture_matches_naive_loop(mode, hw):
+    search = SASESearch(C, spatial_size=(8, 8), alphas=init_alphas())
+    _perturb(search)
+    search.train(mode == 'train')
+    weights = torch.randn(6, 7).softmax(-1)
+    x = torch.randn(B, C, *hw, requires_grad=True)
+    g = torch.randn(B, C, *hw)
+    y = search(x, weights)
+    y.backward(g)
+    grads = [x.grad] + [p.grad for p in search.parameters()]
+    x.grad = None
+    search.zero_grad()
+    y_ref = _naive_block(search, x, weights)
+    y_ref.backward(g)
+    grads_ref = [x.grad] + [p.grad for p in search.parameters()]
+    diff = (y - y_ref).abs().max().item()
+    print(f'{hw} [{mode}]: max |mixed - naive| = {diff:.3g}')
+    assert torch.allclose(y, y_ref, rtol=1e-5, atol=1e-5), diff
+    for a, b in zip(grads, grads_ref):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_default_weights_are_softmax_of_alphas():
+    search = SASESearch(C, alphas=init_alphas())
+    x = torch.randn(B, C, *HW)
+    y = search(x)
+    assert torch.allclose(y, search(x, search.arch_alphas.softmax(-1)))
+    y.sum().backward()
+    assert search.arch_alphas.grad is not None
+    assert search.arch_alphas.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------ alpha owner
+def test_explicit_alphas_not_registered():
+    alphas = init_alphas()
+    block = SASESearch(C, alphas=alphas)
+    assert block.arch_alphas is alphas
+    assert not block.owns_alphas
+    assert not any('alphas' in k for k in block.state_dict())
+    assert all(p is not alphas for p in block.parameters())
+
+
+def test_bad_alpha_shape():
+    with pytest.raises(ValueError, match=r'\(6, 7\)'):
+        SASESearch(C, alphas=nn.Parameter(torch.zeros(6, 6)))
+
+
+class _Toy(nn.Module):
+    """A model building several plugins without passing an alpha."""
+
+    def __init__(self):
+        super().__init__()
+        self.stages = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, c, 1), SASESearch(c))
+            for c in (8, 16, 32))
+        self.head = SASESearch(8)
+
+
+def test_implicit_sharing_one_alpha_per_model():
+    model = _Toy()
+    keys = [k for k in model.state_dict() if k.endswith('alphas')]
+    assert len(keys) == 1, keys
+    blocks = [m for m in model.modules() if isinstance(m, SASESearch)]
+    assert len(blocks) == 4
+    assert sum(b.owns_alphas for b in blocks) == 1
+    assert all(b.arch_alphas is blocks[0].arch_alphas for b in blocks)
+    assert sum(p.numel() == 42 and p.shape == (6, 7)
+               for p in model.parameters()) == 1
+
+
+def test_two_models_get_separate_alphas():
+    a, b = _Toy(), _Toy()
+    alpha_a = a.stages[0][1].arch_alphas
+    alpha_b = b.stages[0][1].arch_alphas
+    assert alpha_a is not alpha_b
+    assert all(m.arch_alphas is alpha_a for m in a.modules()
+               if isinstance(m, SASESearch))
+    assert all(m.arch_alphas is alpha_b for m in b.modules()
+               if isinstance(m, SASESearch))
+
+
+def test_standalone_block_owns_its_alpha():
+    block = SASESearch(C)
+    assert block.owns_alphas
+    assert [k for k in block.state_dict() if 'alphas' in k] == ['alphas']
+    assert block.arch_alphas.std() < 1e-2  # 1e-3 * N(0, 1)
+
+
+@pytest.mark.parametrize('make', [lambda: SASE(C), lambda: SASESearch(
+    C, alphas=init_alphas())], ids=['SASE', 'SASESearch'])
+def test_channels_last_and_batch_one(make):
+    block = make()
+    _perturb(block)
+    for x in (torch.randn(B, C, *HW), torch.randn(1, C, 5, 3)):
+        xc = x.clone().requires_grad_()
+        xl = x.clone().to(memory_format=torch.channels_last).requires_grad_()
+        block.eval()  # identical BN behaviour for both calls
+        g = torch.randn_like(x)
+        yc, yl = block(xc), block(xl)
+        yc.backward(g)
+        yl.backward(g)
+        assert torch.allclose(yc, yl, rtol=1e-5, atol=1e-5)
+        assert torch.allclose(xc.grad, xl.grad, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,9 @@
+"""Fixtures of the search-model tests (SASE, arXiv 2411.08333)."""
+import pytest
+import torch
+from tiny_supernets import make_batch
+
+
+@pytest.fixture
+def batches():
+    return dict(train=make_batch(seed=1), search=make_batch(seed=2))

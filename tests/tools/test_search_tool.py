@@ -1,0 +1,89 @@
+"""tools/search.py and the search configs (SASE, arXiv 2411.08333;
+SASE-SPEC section 3): the paper's hyper-parameters, the digits demo shrunk
+to seconds, resuming from the command line, and missing CIFAR data."""
+import os
+import os.path as osp
+
+import pytest
+import torch
+from data_utils.tool_runs import REPO, config_path, load_tool
+from mmengine.config import Config
+
+from sase_mm.models.attention import Genotype
+
+CIFAR = config_path('search/sase_r20_cifar10.py')
+DIGITS = config_path('search/sase_r20_digits.py')
+TINY = ['model.supernet.depth=8', 'model.supernet.base_channels=8',
+        'model.supernet.input_size=8', 'train_cfg.max_epochs=1',
+        'default_hooks.logger.interval=1', 'param_scheduler.weights.0.T_max=1',
+        'param_scheduler.weights.0.end=1']
+for loader in ('train_dataloader', 'val_dataloader',
+               'train_cfg.search_dataloader'):
+    TINY += [f'{loader}.batch_size=8', f'{loader}.num_batch_per_epoch=2',
+             f'{loader}.dataset.size=8']
+
+
+def test_cifar_config_has_the_papers_hyper_parameters():
+    cfg = Config.fromfile(CIFAR)
+    assert cfg.model.order == 2
+    assert cfg.model.supernet.depth == 20
+    assert cfg.model.supernet.attn_cfg.type == 'sase_mm.SASESearch'
+    assert cfg.train_cfg.max_epochs == 50
+    assert cfg.train_dataloader.batch_size == 128
+    assert cfg.train_cfg.search_dataloader.batch_size == 128
+    assert cfg.train_dataloader.dataset.data_root == 'data/cifar10'
+    assert cfg.train_dataloader.dataset.split == 'train'
+    assert cfg.train_cfg.search_dataloader.dataset.split == 'search'
+    assert cfg.train_dataloader.dataset.search_fraction == 0.5
+    w, a = cfg.optim_wrapper.weights, cfg.optim_wrapper.alphas
+    assert (w.optimizer.type, w.optimizer.lr, w.optimizer.momentum,
+            w.optimizer.weight_decay) == ('SGD', 0.025, 0.9, 5e-4)
+    assert w.clip_grad.max_norm == 5
+    assert (a.optimizer.type, a.optimizer.lr, tuple(a.optimizer.betas),
+            a.optimizer.weight_decay) == ('Adam', 3e-4, (0.5, 0.999), 1e-3)
+    (cos, ) = cfg.param_scheduler.weights
+    assert (cos.type, cos.T_max, cos.eta_min) == ('CosineAnnealingLR', 50,
+                                                  1e-4)
+    assert cfg.param_scheduler.alphas == []
+
+
+def test_missing_cifar_is_a_clear_error(tmp_path):
+    tool = load_tool('search')
+    with pytest.raises(FileNotFoundError, match='cifar-10-batches-py'):
+        tool.main([CIFAR, '--work-dir', str(tmp_path), '--cfg-options',
+                   f'train_dataloader.dataset.data_root={tmp_path}/none',
+                   'train_dataloader.num_workers=0',
+                   'train_dataloader.persistent_workers=False'])
+
+
+def test_digits_search_end_to_end_and_resume(tmp_path, capsys):
+    tool = load_tool('search')
+    work = str(tmp_path / 'demo')
+    runner = tool.main([DIGITS, '--work-dir', work, '--cfg-options'] + TINY)
+    out = capsys.readouterr().out
+    genotype = Genotype.from_alphas(runner.model.alphas)
+    assert f'Searched genotype: {genotype}' in out
+    assert 'Held-out accuracy/top1:' in out
+    for name in ('genotype.json', 'genotype.py', 'alphas_heatmap.png',
+                 'alphas_history.png', 'epoch_1.pth'):
+        assert osp.isfile(osp.join(work, name)), name
+    assert Genotype.load(osp.join(work, 'genotype.py')) == genotype
+
+    # --resume (auto): continue the same search for one more epoch.
+    more = [o for o in TINY if not o.startswith(('train_cfg.max_epochs',
+                                                 'param_scheduler'))]
+    more += ['train_cfg.max_epochs=2', 'param_scheduler.weights.0.T_max=2',
+             'param_scheduler.weights.0.end=2']
+    resumed = tool.main([DIGITS, '--work-dir', work, '--resume',
+                         '--cfg-options'] + more)
+    assert resumed.train_loop.epoch == 2
+    assert osp.isfile(osp.join(work, 'epoch_2.pth'))
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        tool.main([DIGITS, '--resume', str(tmp_path / 'nope.pth')])
+
+
+def test_dist_search_script_uses_torchrun():
+    path = os.path.join(REPO, 'tools', 'dist_search.sh')
+    assert os.access(path, os.X_OK)
+    text = open(path).read()
+    assert 'torch.distributed.run' in text and '--launcher pytorch' in text
