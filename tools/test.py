@@ -12,14 +12,17 @@ Usage::
     bash tools/dist_test.sh CONFIG CHECKPOINT 8
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
-from mmengine.model import is_model_wrapper
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+# Run as a script, the tools directory (not the repository) is on the path;
+# let a source checkout work without an install.
+sys.path.insert(1, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import sase_mm  # noqa: E402,F401  sase_mm's types and configs, before parsing
+from mmengine.config import Config  # noqa: E402
+
+from sase_mm.utils import tool_args  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -27,35 +30,17 @@ def parse_args(argv=None):
         description='Test (evaluate) a checkpoint with sase_mm')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument(
-        '--work-dir', help='the dir to save the log and metrics (default: '
-        './work_dirs/<config name>)')
+    tool_args.add_common_args(
+        parser, 'the dir to save the log and metrics (default: '
+        './work_dirs/<config name>)', 'test_dataloader.batch_size=4')
     parser.add_argument(
         '--out', help='dump the raw predictions to this pickle file')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, `key=value`')
-    parser.add_argument('--launcher',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return tool_args.parse(parser, argv)
 
 
 def build_config(args) -> Config:
     """The config after the command-line overrides."""
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = tool_args.load_config(args)
     cfg.load_from = args.checkpoint
     return cfg
 
@@ -75,7 +60,6 @@ def _dump_metric(cfg, out_file: str):
 
 def main(argv=None):
     """Evaluates; returns the metrics dict (e.g. ``coco/bbox_mAP``)."""
-    import sase_mm  # noqa: F401  registers sase_mm's types and configs
     from sase_mm.utils.preflight import (check_data_paths,
                                          check_pretrained_matches)
     args = parse_args(argv)
@@ -87,16 +71,11 @@ def main(argv=None):
     dump = _dump_metric(cfg, args.out) if args.out else None
     check_data_paths(cfg, ['test_dataloader'])
 
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
+    runner = tool_args.build_runner(cfg)
     if local:
         # mmengine loads non-strictly (a warning); a checkpoint of another
         # model would give meaningless numbers, so stop instead.
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
-        check_pretrained_matches(model, dict(checkpoint=args.checkpoint),
+        check_pretrained_matches(tool_args.unwrap(runner.model), dict(checkpoint=args.checkpoint),
                                  ignore_unexpected=(),
                                  what='the CHECKPOINT argument')
     if dump is not None:
@@ -105,7 +84,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    # Run as a script, the tools directory (not the repository) is on the
-    # path; let a source checkout work without an install.
-    sys.path.insert(1, osp.dirname(osp.dirname(osp.abspath(__file__))))
     main()

@@ -12,59 +12,38 @@ Usage::
     bash tools/dist_train.sh CONFIG 8 [--auto-scale-lr] [--amp]
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
-from mmengine.model import is_model_wrapper
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+# Run as a script, the tools directory (not the repository) is on the path;
+# let a source checkout work without an install.
+sys.path.insert(1, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import sase_mm  # noqa: E402,F401  sase_mm's types and configs, before parsing
+from mmengine.config import Config  # noqa: E402
+
+from sase_mm.utils import tool_args  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Train a model (mmdet / mmpretrain config) with sase_mm')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
-    parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
-        help='resume from this checkpoint; without a path, from the latest '
-        'checkpoint in the work dir (if any)')
-    parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed-precision training')
+    tool_args.add_common_args(
+        parser, 'the dir to save logs and models',
+        'model.backbone.init_cfg.checkpoint=PATH')
+    tool_args.add_training_args(parser, 'automatic mixed-precision training',
+                                'skip validation during training')
     parser.add_argument(
         '--auto-scale-lr', action='store_true',
         help='scale the lr linearly by total batch / '
         'auto_scale_lr.base_batch_size')
-    parser.add_argument('--no-validate', action='store_true',
-                        help='skip validation during training')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, `key=value` (e.g. '
-        'model.backbone.init_cfg.checkpoint=PATH)')
-    parser.add_argument('--launcher',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return tool_args.parse(parser, argv)
 
 
 def build_config(args) -> Config:
     """The config after the command-line overrides."""
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = tool_args.load_config(args)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
@@ -75,20 +54,11 @@ def build_config(args) -> Config:
                 f'base_batch_size=N)` in {args.config} (N: the total batch '
                 f'size the lr is set for)')
         cfg.auto_scale_lr.enable = True
-    if args.no_validate:
-        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = args.resume
-    return cfg
+    return tool_args.apply_training_args(cfg, args)
 
 
 def main(argv=None):
     """Trains; returns the Runner (after training) for scripting."""
-    import sase_mm  # noqa: F401  registers sase_mm's types and configs
     from sase_mm.utils.preflight import (check_data_paths,
                                          check_pretrained_exists,
                                          check_pretrained_matches,
@@ -101,23 +71,16 @@ def main(argv=None):
     check_data_paths(cfg, loaders)
     check_pretrained_exists(cfg)
 
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
+    runner = tool_args.build_runner(cfg)
 
     init_cfg = pretrained_init_cfg(cfg.model)
     if init_cfg is not None and osp.isfile(str(init_cfg['checkpoint'])):
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
-        check_pretrained_matches(model.backbone, init_cfg)
+        check_pretrained_matches(tool_args.unwrap(runner.model).backbone,
+                                 init_cfg)
 
     runner.train()
     return runner
 
 
 if __name__ == '__main__':
-    # Run as a script, the tools directory (not the repository) is on the
-    # path; let a source checkout work without an install.
-    sys.path.insert(1, osp.dirname(osp.dirname(osp.abspath(__file__))))
     main()

@@ -35,15 +35,24 @@ def test_train_options_map_to_config(train, tmp_path):
     assert cfg.work_dir == osp.join('./work_dirs', 'sase_r50_fpn_1x_coco')
     assert cfg.launcher == 'none'
 
-    args = train.parse_args([FASTER, '--resume', 'a/epoch_3.pth',
+    ckpt = tmp_path / 'epoch_3.pth'
+    ckpt.write_bytes(b'')
+    args = train.parse_args([FASTER, '--resume', str(ckpt),
                              '--work-dir', str(tmp_path), '--no-validate',
                              '--launcher', 'pytorch'])
     cfg = train.build_config(args)
-    assert cfg.resume is True and cfg.load_from == 'a/epoch_3.pth'
+    assert cfg.resume is True and cfg.load_from == str(ckpt)
     assert cfg.work_dir == str(tmp_path) and cfg.launcher == 'pytorch'
     assert cfg.val_cfg is None and cfg.val_dataloader is None
     assert cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper'
     assert cfg.auto_scale_lr.enable is False
+
+
+def test_resume_from_a_missing_checkpoint_is_an_error(train, tmp_path):
+    missing = str(tmp_path / 'nope.pth')
+    args = train.parse_args([FASTER, '--resume', missing])
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        train.build_config(args)
 
 
 def test_test_options_map_to_config(tmp_path):
