@@ -40,31 +40,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import sase_mm  # noqa: E402,F401
 from sase_mm.models.backbones import SASEResNet  # noqa: E402
-from sase_mm.registry import MODELS  # noqa: E402
 
 TARGET_PLAIN, TARGET_SE = 1.20, 1.10
 
 
-class LocalSE(nn.Module):
-    """A minimal SE block: GAP, FC (C -> C/16), ReLU, FC, sigmoid, rescale."""
-
-    def __init__(self, in_channels: int, reduction: int = 16):
-        super().__init__()
-        hidden = max(1, in_channels // reduction)
-        self.fc1 = nn.Conv2d(in_channels, hidden, 1)
-        self.fc2 = nn.Conv2d(hidden, in_channels, 1)
-
-    def forward(self, x):
-        s = x.mean((2, 3), keepdim=True)
-        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
-
-
 def se_cfg() -> dict:
-    """``sase_mm.SE`` when the attention zoo provides it, else LocalSE."""
-    cls = MODELS.get('SE')
-    if cls is not None and cls.__module__.startswith('sase_mm'):
-        return dict(type='sase_mm.SE')
-    return dict(type=LocalSE)
+    """The SE block of the attention zoo (SENet, reduction 16)."""
+    return dict(type='sase_mm.SE')
 
 
 class Net(nn.Module):
@@ -151,7 +133,7 @@ def main():
         m.train()
     x = torch.randn(args.batch, 3, args.size, args.size)
     y = torch.randint(0, 1000, (args.batch, ))
-    se_name = se['type'] if isinstance(se['type'], str) else 'LocalSE'
+    se_name = se['type']
     print(f'ResNet-50 training step (forward + backward), batch {args.batch} '
           f'x 3 x {args.size} x {args.size}, {torch.get_num_threads()} '
           f'threads, median of {args.reps} interleaved reps; SE = {se_name}')

@@ -22,42 +22,20 @@ import time
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sase_mm.models.attention import SASE  # noqa: E402
+from sase_mm.models.attention_zoo import SE  # noqa: E402
 
 # ResNet-50 stage outputs (C, H, W) at 224x224 input.
 SHAPES = ((256, 56, 56), (512, 28, 28), (1024, 14, 14), (2048, 7, 7))
 TARGET = 3.0
 
 
-class LocalSE(nn.Module):
-    """A minimal SE block: GAP, FC (C -> C/16), ReLU, FC, sigmoid, rescale."""
-
-    def __init__(self, in_channels: int, reduction: int = 16):
-        super().__init__()
-        hidden = max(1, in_channels // reduction)
-        self.fc1 = nn.Conv2d(in_channels, hidden, 1)
-        self.fc2 = nn.Conv2d(hidden, in_channels, 1)
-
-    def forward(self, x):
-        s = x.mean((2, 3), keepdim=True)
-        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
-
-
 def se_block(channels: int) -> nn.Module:
-    """``sase_mm.SE`` when the attention zoo provides it, else ``LocalSE``."""
-    try:
-        from sase_mm.registry import MODELS
-        import sase_mm.models  # noqa: F401
-        cls = MODELS.get('SE')
-        if cls is not None and cls.__module__.startswith('sase_mm'):
-            return cls(in_channels=channels)
-    except Exception:  # noqa: BLE001 - the zoo is optional here
-        pass
-    return LocalSE(channels)
+    """The SE block of the attention zoo (SENet, reduction 16)."""
+    return SE(in_channels=channels)
 
 
 CLOCKS = {
@@ -120,10 +98,9 @@ def main():
     print(f'SASE (paper genotype) vs SE (r=16), forward+backward, batch '
           f'{args.batch}, {torch.get_num_threads()} threads, median of '
           f'{args.reps} interleaved reps, {args.clock} clock')
-    se_name = type(se_block(8)).__name__
     header = (f'{"shape":>14} | {"SE ms":>8} | {"SASE ms":>8} | '
               f'{"ratio":>6} | {"SE saved MB":>11} | {"SASE saved MB":>13}')
-    print(f'SE implementation: {se_name}')
+    print('SE implementation: sase_mm.SE')
     print(header)
     print('-' * len(header))
     worst = 0.0

@@ -33,23 +33,41 @@ from .attention_slot import DEFAULT_ATTN_CFG, build_attention, takes_alphas
 
 
 class _AttentionSlot:
-    """Adds ``self.attention`` to an mmpretrain residual block."""
+    """Adds ``self.attention`` to an mmpretrain residual block (a mixin
+    before the block class: its ``__init__`` and ``forward`` come first)."""
 
-    def _add_attention(self, attn_cfg: Optional[dict], channels: int,
-                       alphas: Optional[nn.Parameter]) -> None:
-        attention = build_attention(attn_cfg, channels, alphas)
+    def __init__(self, in_channels: int, out_channels: int,
+                 attn_cfg: Optional[dict] = None,
+                 alphas: Optional[nn.Parameter] = None, **kwargs):
+        super().__init__(in_channels, out_channels, **kwargs)
+        attention = build_attention(attn_cfg, out_channels, alphas)
         if attention is None:
             self.attention = None  # plain block: no keys in the state_dict
         else:
             self.add_module('attention', attention)
 
-    def _run(self, x: torch.Tensor, inner) -> torch.Tensor:
+    def _branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual branch up to its last BN (the block's own layers)."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C_in, H, W) -> (B, C_out, H / stride, W / stride)."""
+
+        def _inner_forward(x):
+            out = self._branch(x)
+            if self.attention is not None:
+                out = self.attention(out)
+            identity = x if self.downsample is None else self.downsample(x)
+            out = self.drop_path(out)
+            out += identity
+            return out
+
         # use_reentrant=False: the shared alpha of a searchable attention is
         # a parameter that is not an input of the checkpointed function.
         if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(inner, x, use_reentrant=False)
+            out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
         else:
-            out = inner(x)
+            out = _inner_forward(x)
         return self.relu(out)
 
 
@@ -64,28 +82,8 @@ class SASEBasicBlock(_AttentionSlot, BasicBlock):
             searchable attention.
     """
 
-    def __init__(self, in_channels: int, out_channels: int,
-                 attn_cfg: Optional[dict] = None,
-                 alphas: Optional[nn.Parameter] = None, **kwargs):
-        super().__init__(in_channels, out_channels, **kwargs)
-        self._add_attention(attn_cfg, out_channels, alphas)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C_in, H, W) -> (B, C_out, H / stride, W / stride)."""
-
-        def _inner_forward(x):
-            identity = x
-            out = self.relu(self.norm1(self.conv1(x)))
-            out = self.norm2(self.conv2(out))
-            if self.attention is not None:
-                out = self.attention(out)
-            if self.downsample is not None:
-                identity = self.downsample(x)
-            out = self.drop_path(out)
-            out += identity
-            return out
-
-        return self._run(x, _inner_forward)
+    def _branch(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm2(self.conv2(self.relu(self.norm1(self.conv1(x)))))
 
 
 class SASEBottleneck(_AttentionSlot, Bottleneck):
@@ -94,29 +92,10 @@ class SASEBottleneck(_AttentionSlot, Bottleneck):
     Args: as :class:`SASEBasicBlock`, the rest as mmpretrain's Bottleneck.
     """
 
-    def __init__(self, in_channels: int, out_channels: int,
-                 attn_cfg: Optional[dict] = None,
-                 alphas: Optional[nn.Parameter] = None, **kwargs):
-        super().__init__(in_channels, out_channels, **kwargs)
-        self._add_attention(attn_cfg, out_channels, alphas)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C_in, H, W) -> (B, C_out, H / stride, W / stride)."""
-
-        def _inner_forward(x):
-            identity = x
-            out = self.relu(self.norm1(self.conv1(x)))
-            out = self.relu(self.norm2(self.conv2(out)))
-            out = self.norm3(self.conv3(out))
-            if self.attention is not None:
-                out = self.attention(out)
-            if self.downsample is not None:
-                identity = self.downsample(x)
-            out = self.drop_path(out)
-            out += identity
-            return out
-
-        return self._run(x, _inner_forward)
+    def _branch(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.norm1(self.conv1(x)))
+        out = self.relu(self.norm2(self.conv2(out)))
+        return self.norm3(self.conv3(out))
 
 
 @MODELS.register_module()
