@@ -1,21 +1,6 @@
 #!/usr/bin/env bash
-# Distributed SASE search (DARTS) with torchrun, one process per GPU.
+# Distributed SASE search (DARTS) with torchrun, one process per GPU
+# (see dist_launch.sh for several machines):
 #   bash tools/dist_search.sh CONFIG GPUS [tools/search.py options]
-# Several machines: NNODES, NODE_RANK, MASTER_ADDR, PORT on each.
-CONFIG=$1
-GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-python -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$(dirname "$0")/search.py" \
-    "$CONFIG" \
+exec bash "$(dirname "$0")/dist_launch.sh" "$2" search.py "$1" \
     --launcher pytorch "${@:3}"

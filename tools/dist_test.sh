@@ -1,25 +1,5 @@
 #!/usr/bin/env bash
-# Multi-GPU testing with torchrun:
+# Multi-GPU testing with torchrun (see dist_launch.sh for multi-node):
 #   bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py options]
-# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT as in mmdetection.
-set -e
-CONFIG=$1
-CHECKPOINT=$2
-GPUS=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PYTHON=${PYTHON:-python3}
-
-PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH} \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$(dirname "$0")/test.py" \
-    "$CONFIG" \
-    "$CHECKPOINT" \
+exec bash "$(dirname "$0")/dist_launch.sh" "$3" test.py "$1" "$2" \
     --launcher pytorch "${@:4}"

@@ -62,8 +62,8 @@ def build_config(args) -> Config:
 
 
 def summary(runner) -> str:
-    """The final genotype, held-out accuracy and files, as text."""
-    from sase_mm.engine import GenotypeHook
+    """The final genotype and held-out accuracy, as text (GenotypeHook has
+    just logged the genotype's files)."""
     from sase_mm.models.attention import Genotype
     genotype = Genotype.from_alphas(tool_args.unwrap(runner.model).alphas)
     lines = [f'Searched genotype: {genotype}',
@@ -73,10 +73,6 @@ def summary(runner) -> str:
         if key.startswith('val/accuracy'):
             lines.append(f'Held-out {key[4:]}: '
                          f'{scalars[key].current():.2f}%')
-    for hook in runner.hooks:
-        if isinstance(hook, GenotypeHook):
-            lines += [f'  {k}: {v}' for k, v in hook.paths(runner).items()
-                      if osp.exists(v)]
     return '\n'.join(lines)
 
 

@@ -1,7 +1,6 @@
 """tools/search.py and the search configs (SASE, arXiv 2411.08333;
 SASE-SPEC section 3): the paper's hyper-parameters, the digits demo shrunk
 to seconds, resuming from the command line, and missing CIFAR data."""
-import os
 import os.path as osp
 
 import pytest
@@ -80,10 +79,3 @@ def test_digits_search_end_to_end_and_resume(tmp_path, capsys):
     assert osp.isfile(osp.join(work, 'epoch_2.pth'))
     with pytest.raises(FileNotFoundError, match='does not exist'):
         tool.main([DIGITS, '--resume', str(tmp_path / 'nope.pth')])
-
-
-def test_dist_search_script_uses_torchrun():
-    path = os.path.join(REPO, 'tools', 'dist_search.sh')
-    assert os.access(path, os.X_OK)
-    text = open(path).read()
-    assert 'torch.distributed.run' in text and '--launcher pytorch' in text

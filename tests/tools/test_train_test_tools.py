@@ -3,6 +3,7 @@ mmdet / mmpretrain shape, and the errors users meet with the SASE
 (arXiv 2411.08333) downstream configs: missing data, a missing or unfitting
 pretrained backbone, a genotype file that does not parse."""
 import json
+import os
 import os.path as osp
 import subprocess
 
@@ -75,8 +76,11 @@ def test_test_options_map_to_config(tmp_path):
     ('dist_test.sh', ['cfg.py', 'ck.pth', '2', '--out', 'o.pkl'], 2,
      ['tools/test.py', 'cfg.py', 'ck.pth', '--launcher', 'pytorch', '--out',
       'o.pkl']),
+    ('dist_search.sh', ['cfg.py', '8', '--resume'], 8,
+     ['tools/search.py', 'cfg.py', '--launcher', 'pytorch', '--resume']),
 ])
 def test_dist_scripts_call_torchrun(script, argv, nproc, expect):
+    assert os.access(osp.join(REPO, 'tools', script), os.X_OK)
     # PYTHON=echo prints the command the script would run.
     proc = subprocess.run(
         ['bash', osp.join(REPO, 'tools', script)] + argv,
