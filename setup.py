@@ -66,7 +66,7 @@ setup(
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'tests.*', 'benchmarks')),
     include_package_data=True,
-    package_data={'sase_mm': ['.mim/model-index.yml', '.mim/configs/**/*.py',
+    package_data={'sase_mm': ['csrc/*.cpp', '.mim/model-index.yml', '.mim/configs/**/*.py',
                               '.mim/tools/**/*', '.mim/tools/*']},
     python_requires='>=3.8',
     install_requires=read_requirements('requirements/runtime.txt'),

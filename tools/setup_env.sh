@@ -15,11 +15,12 @@ MMDET=3.3.0
 MMPRETRAIN=1.2.0
 
 check() {
-    # Exit 0 only when every pinned package imports and mmcv's compiled ops run.
+    # Exit 0 only when every pinned package imports and mmcv's compiled ops run
+    # (ninja: torch builds sase_mm's own kernels with it).
     "$PY" - "$ROOT" <<PYEOF 2>/dev/null
 import os, sys
 import torch, torchvision, mmengine, mmcv, mmdet, mmpretrain
-import pycocotools, pytest, sklearn, matplotlib, pkg_resources
+import pycocotools, pytest, sklearn, matplotlib, pkg_resources, ninja
 from mmcv.ops import nms
 want = {torch: '$TORCH', torchvision: '$TORCHVISION', mmengine: '$MMENGINE',
         mmcv: '$MMCV', mmdet: '$MMDET', mmpretrain: '$MMPRETRAIN'}
@@ -64,5 +65,11 @@ if ! check; then
 fi
 if ! check_self; then
     "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT" >/dev/null
+fi
+# The fused SASE block's CPU kernels (sase_mm/csrc): compiled on first use,
+# about a minute, then cached; build them now so the first run is not slow.
+if ! (cd / && "$PY" -c "import sys; from sase_mm.ops import fused_kernels; \
+sys.exit(0 if fused_kernels() is not None else 1)"); then
+    echo "[setup] warning: the fused CPU kernels did not build (see above); SASE falls back to PyTorch operators" >&2
 fi
 echo "[setup] environment ready ($("$PY" -c 'import torch, mmcv, mmdet, mmpretrain; print("torch", torch.__version__, "mmcv", mmcv.__version__, "mmdet", mmdet.__version__, "mmpretrain", mmpretrain.__version__)'))"

@@ -94,17 +94,28 @@ def scaled_residual(x: torch.Tensor, s2: torch.Tensor,
     return _ScaledResidual.apply(x, s2, s5)
 
 
-def sase_dag(x: torch.Tensor, edge: EdgeFn,
-             mixer: SpatialMixer) -> torch.Tensor:
-    """Evaluates the block on x (B, C, H, W) -> (B, C, H, W).
+def sase_maps(x: torch.Tensor, edge: EdgeFn, mixer: SpatialMixer,
+              stats: Callable[[torch.Tensor], FeatureStats] = FeatureStats,
+              gated: Optional[Callable] = None):
+    """The block's two attention maps for x (B, C, H, W).
 
-    E3 receives ``x=None`` and the statistics of the gated map
-    ``s3 = E2(s1) * x``, which is built only if E3's operation needs it.
+    Returns ``(s2, s5)``: the channel map (B, C, 1, 1) and the spatial map
+    (B, 1, H, W). E3 receives ``x=None`` and the statistics of the gated
+    map ``s3 = E2(s1) * x``, which is built only if E3's operation needs
+    it. ``stats(x)`` and ``gated(x, gate)`` make the statistics objects
+    (default :class:`FeatureStats`; the fused block passes its own).
     """
-    stats_x = FeatureStats(x)  # shared by E0 (over H, W) and E4 (over C)
+    gated = FeatureStats.gated if gated is None else gated
+    stats_x = stats(x)  # shared by E0 (over H, W) and E4 (over C)
     s1 = edge(0, x, stats_x)
     s2 = edge(1, s1, None)
-    stats_s3 = FeatureStats.gated(x, edge(2, s1, None))
+    stats_s3 = gated(x, edge(2, s1, None))
     s4 = mixer(edge(3, None, stats_s3), edge(4, x, stats_x))
     s5 = edge(5, s4, None)
-    return scaled_residual(x, s2, s5)
+    return s2, s5
+
+
+def sase_dag(x: torch.Tensor, edge: EdgeFn,
+             mixer: SpatialMixer) -> torch.Tensor:
+    """Evaluates the block on x (B, C, H, W) -> (B, C, H, W)."""
+    return scaled_residual(x, *sase_maps(x, edge, mixer))

@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from ...registry import MODELS
 from .dag import SpatialMixer, sase_dag
+from .fused import fusable, fused_sase
 from .genotype import Genotype, GenotypeLike
 from .op_sets import EDGES
 
@@ -28,6 +29,10 @@ class SASE(nn.Module):
             parameters (only spatial L2-norm / affine have them).
         fc_sigmoid (bool): sigmoid after the FC excitation (paper's form);
             default False (reference code, whose checkpoints load unchanged).
+        fused (bool): when training, run the block as one autograd node with
+            a closed-form input gradient (``fused.py``; same values, less
+            memory traffic) if its genotype allows; default True. False
+            always runs the generic graph.
 
     State-dict keys: ``edges.<i>.<param>`` for the chosen operation of edge i,
     ``mixer.0.weight`` and ``mixer.1.*`` for the spatial mixer.
@@ -35,20 +40,37 @@ class SASE(nn.Module):
     _abbr_ = 'sase'  # mmcv plugin naming
 
     def __init__(self, in_channels: int, genotype: GenotypeLike = None,
-                 spatial_size=None, fc_sigmoid: bool = False):
+                 spatial_size=None, fc_sigmoid: bool = False,
+                 fused: bool = True):
         super().__init__()
         self.in_channels = in_channels
         self.genotype = Genotype.parse(genotype)
+        self.fused = fused and fusable(self.genotype)
         self.edges = nn.ModuleList(
             e.op_set.build(op, in_channels, spatial_size,
                            fc_sigmoid=fc_sigmoid)
             for e, op in zip(EDGES, self.genotype))
         self.mixer = SpatialMixer(affine=True)
 
+    def edge_fn(self, i: int, inp, stats):
+        """Edge i's operation on its input (and the input's statistics)."""
+        return self.edges[i](inp, stats)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""
-        return sase_dag(x, lambda i, inp, st: self.edges[i](inp, st),
-                        self.mixer)
+        if (self.fused and torch.is_grad_enabled() and x.dim() == 4
+                and not torch.jit.is_tracing()
+                and not torch.compiler.is_compiling()
+                and not torch.is_autocast_enabled(x.device.type)
+                and (x.requires_grad
+                     or any(p.requires_grad for p in self.parameters()))):
+            return fused_sase(self, x)
+        return self.forward_generic(x)
+
+    def forward_generic(self, x: torch.Tensor) -> torch.Tensor:
+        """The block through plain autograd (what the fused node equals)."""
+        return sase_dag(x, self.edge_fn, self.mixer)
 
     def extra_repr(self):
-        return f'in_channels={self.in_channels}, genotype={self.genotype}'
+        return (f'in_channels={self.in_channels}, genotype={self.genotype}, '
+                f'fused={self.fused}')

@@ -43,6 +43,12 @@ def reference_backward(reference: Callable, inputs: Sequence,
     with ``create_graph=True``, so second and higher derivatives are exact.
     """
     with torch.enable_grad():
+        # Partial derivatives: each input enters the recomputation through
+        # an alias of its own (a view, still differentiable w.r.t. the
+        # input), so the gradient does not also flow along the paths by
+        # which one input depends on another (e.g. a gate computed from x).
+        inputs = [t.view_as(t) if isinstance(t, torch.Tensor)
+                  and t.requires_grad else t for t in inputs]
         outs = reference(*inputs)
     outs = outs if isinstance(outs, tuple) else (outs, )
     pairs = [(o, g) for o, g in zip(outs, grads)

@@ -97,3 +97,36 @@ def test_double_backward_matches_unfused_reference():
     print('max |d2 ours - d2 reference|:', (got - want).abs().max().item())
     torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
     assert EDGES[0].op_set.name == 'channel_squeeze'
+
+
+@pytest.mark.parametrize('make', ['fixed', 'search'])
+@pytest.mark.parametrize('mode', ['train', 'eval'])
+def test_first_derivative_same_with_and_without_create_graph(make, mode):
+    """Under create_graph the lean backward passes differentiate a plain
+    recomputation; its gradient must be the partial derivative of each
+    input. (It once also followed the paths by which the gate and the maps
+    depend on x, so x's gradient was wrong only when create_graph=True.)"""
+    torch.manual_seed(0)
+    if make == 'fixed':
+        block = SASE(8, spatial_size=(4, 3)).double()
+        with torch.no_grad():
+            for p in block.parameters():
+                p.add_(0.2 * torch.randn_like(p))
+        run = block.forward_generic
+    else:
+        block = SASESearch(8, spatial_size=(4, 3),
+                           alphas=init_alphas()).double()
+        w = _mixing_weights()
+        run = lambda x: block(x, w)  # noqa: E731
+    block.train(mode == 'train')
+    x = torch.randn(2, 8, 4, 3, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, 8, 4, 3, dtype=torch.float64)
+    inputs = [x] + list(block.parameters())
+    plain = torch.autograd.grad(run(x), inputs, g, allow_unused=True)
+    graph = torch.autograd.grad(run(x), inputs, g, create_graph=True,
+                                allow_unused=True)
+    for a, b in zip(plain, graph):
+        if a is None:
+            assert b is None
+            continue
+        torch.testing.assert_close(b.detach(), a, rtol=1e-10, atol=1e-12)
