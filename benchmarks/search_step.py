@@ -73,32 +73,49 @@ def _search_model(order):
     return model.train(), optim
 
 
-def build_candidates(batch):
+def training_step(model, x, y, weights_fn=None):
+    """One training step of ``model`` on (x, y): the definition every
+    benchmark of a ResNet-20 step shares.
+
+    Forward, cross-entropy, backward, and an SGD step (lr 0.025, momentum
+    0.9) on the model's parameters, gradients cleared first (set to None).
+    ``weights_fn()`` gives the (6, 7) mixing weights of a supernet: as in
+    the search's weight step, ``softmax(alpha)`` detached, so the backward
+    pass does not reach alpha.
+    """
+    opt = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9)
+
+    def step():
+        opt.zero_grad()
+        out = model(x) if weights_fn is None else model(x, weights_fn())
+        F.cross_entropy(out, y).backward()
+        opt.step()
+
+    return step
+
+
+def build_candidates(batch, fixed=False):
+    """The timed steps: ``plain``, ``supernet``, ``first``, ``second``
+    (and ``fixed``, ResNet-20 + the paper's SASE block, when asked)."""
     g = torch.Generator().manual_seed(0)
     data = dict(train=_batch(batch, g), search=_batch(batch, g))
+    x, y = data['train']['inputs'], data['train']['data_samples']
     torch.manual_seed(0)
     plain = MODELS.build(dict(type='sase_mm.CifarResNet', depth=20)).train()
-    plain_opt = torch.optim.SGD(plain.parameters(), lr=0.025, momentum=0.9)
     net1, opt1 = _search_model(1)
     net2, opt2 = _search_model(2)
-    sup = net1.supernet
-    sup_opt = torch.optim.SGD(sup.parameters(), lr=0.025, momentum=0.9)
-    x, y = data['train']['inputs'], data['train']['data_samples']
-
-    def plain_step():
-        plain_opt.zero_grad()
-        F.cross_entropy(plain(x), y).backward()
-        plain_opt.step()
-
-    def supernet_step():
-        sup_opt.zero_grad()
-        w = net1.alphas.detach().softmax(-1)
-        F.cross_entropy(sup(x, w), y).backward()
-        sup_opt.step()
-
-    return dict(plain=plain_step, supernet=supernet_step,
-                first=lambda: net1.train_step(data, opt1),
-                second=lambda: net2.train_step(data, opt2))
+    cands = dict(
+        plain=training_step(plain, x, y),
+        supernet=training_step(net1.supernet, x, y,
+                               lambda: net1.alphas.detach().softmax(-1)))
+    if fixed:
+        torch.manual_seed(0)
+        sase = MODELS.build(dict(type='sase_mm.CifarResNet', depth=20,
+                                 attn_cfg=dict(type='sase_mm.SASE')))
+        cands['fixed'] = training_step(sase.train(), x, y)
+    cands.update(first=lambda: net1.train_step(data, opt1),
+                 second=lambda: net2.train_step(data, opt2))
+    return cands
 
 
 def _status(field):

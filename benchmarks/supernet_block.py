@@ -9,9 +9,10 @@ plain network's. This script times, at the CIFAR ResNet-20 stage shapes
 
 * ``SASESearch`` (dense softmax weights) vs the fixed ``SASE`` block
   (paper genotype) vs an SE block (reduction 16);
-* and, when ``sase_mm``'s CIFAR ResNet is available, one training step
-  (forward, cross-entropy, backward) of the ResNet-20 supernet vs the plain
-  ResNet-20 (issue 5's target: at most 4x).
+* and one training step of the ResNet-20 supernet vs the plain ResNet-20
+  (issue 5's target: at most 4x), with the steps of ``search_step.py``
+  (forward, cross-entropy, backward, SGD step), so both scripts report the
+  same ratio.
 
 Candidates are interleaved repetition by repetition and the medians
 compared, so the ratios are measured in one run under the same load.
@@ -26,7 +27,6 @@ import statistics
 import sys
 
 import torch
-import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -88,31 +88,17 @@ def blocks_table(args, clock):
 
 
 def resnet20_table(args, clock):
-    try:
-        from sase_mm.models.backbones.cifar_resnet import CifarResNet
-    except ImportError as err:  # the backbone lives in another module
-        print(f'(ResNet-20 step skipped: {err})')
-        return
-    x = torch.randn(args.batch, 3, 32, 32)
-    y = torch.randint(0, 10, (args.batch, ))
-
-    def train_step(model):
-        def run():
-            loss = F.cross_entropy(model(x), y)
-            model.zero_grad(set_to_none=True)
-            loss.backward()
-        return run
-
-    plain = CifarResNet(depth=20).train()
-    supernet = CifarResNet(
-        depth=20, attn_cfg=dict(type='sase_mm.SASESearch')).train()
-    fixed = CifarResNet(depth=20, attn_cfg=dict(type='sase_mm.SASE')).train()
-    t = interleaved({'plain': train_step(plain), 'fixed': train_step(fixed),
-                     'supernet': train_step(supernet)}, args.reps,
-                    args.warmup, clock)
+    # The steps are search_step.py's (one definition of a training step:
+    # forward, loss, backward, SGD step; the supernet mixed by the detached
+    # softmax(alpha), as in the search's weight step), so the two scripts
+    # measure the same ratio.
+    from search_step import build_candidates
+    cands = build_candidates(args.batch, fixed=True)
+    t = interleaved({k: cands[k] for k in ('plain', 'fixed', 'supernet')},
+                    args.reps, args.warmup, clock)
     ratio = t['supernet'] / t['plain']
-    print(f'\nResNet-20 training step (forward, loss, backward), batch '
-          f'{args.batch}')
+    print(f'\nResNet-20 training step (forward, loss, backward, SGD), batch '
+          f'{args.batch} (as benchmarks/search_step.py)')
     print(f'plain {t["plain"] * 1e3:.1f} ms | + SASE {t["fixed"] * 1e3:.1f} '
           f'ms ({t["fixed"] / t["plain"]:.2f}x) | supernet '
           f'{t["supernet"] * 1e3:.1f} ms ({ratio:.2f}x)')

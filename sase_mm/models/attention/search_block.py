@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from ...registry import MODELS
 from .arch_params import shared_alphas_for
+from .batched_edges import batched_mixture, weighted_sum
 from .dag import SpatialMixer, sase_dag
 from .genotype import Genotype, GenotypeLike
 from .op_sets import EDGES, NUM_EDGES, NUM_OPS, OpSet
@@ -25,8 +26,10 @@ class MixedOp(nn.Module):
     """All operations of one set on one input, mixed by a weight vector.
 
     The candidates of one edge read the same :class:`FeatureStats`, so shared
-    statistics (means, maxima, centred moments) are computed once.
-    State-dict keys: ``ops.<op name>.<param>``.
+    statistics (means, maxima, centred moments) are computed once. Sets with
+    a batched evaluator (``batched_edges``) run the seven operations as a
+    few stacked products; the others run them one by one and mix them with
+    one product. State-dict keys: ``ops.<op name>.<param>``.
     """
 
     def __init__(self, op_set: OpSet, channels: int, spatial_size=None,
@@ -35,15 +38,15 @@ class MixedOp(nn.Module):
         self.ops = nn.ModuleDict(
             (name, op_set.build(name, channels, spatial_size, **options))
             for name in op_set.names)
+        self._batched = batched_mixture(op_set.name, list(self.ops.values()))
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor,
                 stats: Optional[FeatureStats] = None) -> torch.Tensor:
         """x: the edge input; weights: (7,) mixing weights."""
-        out = None
-        for w, op in zip(weights.unbind(0), self.ops.values()):
-            y = op(x, stats)
-            out = y * w if out is None else torch.add(out, y * w)
-        return out
+        ops = list(self.ops.values())
+        if self._batched is not None:
+            return self._batched(ops, x, weights)
+        return weighted_sum([op(x, stats) for op in ops], weights)
 
 
 @MODELS.register_module()

@@ -109,14 +109,17 @@ def _naive_block(search, x, weights):
 
 
 @pytest.mark.parametrize('mode', ['train', 'eval'])
-@pytest.mark.parametrize('hw', [HW, (7, 7), (1, 1)], ids=str)
-def test_dense_mixture_matches_naive_loop(mode, hw):
-    search = SASESearch(C, spatial_size=(8, 8), alphas=init_alphas())
+@pytest.mark.parametrize('hw,c', [(HW, C), ((7, 7), C), ((1, 1), C),
+                                  ((17, 16), C), ((3, 2), 300)], ids=str)
+def test_dense_mixture_matches_naive_loop(mode, hw, c):
+    # (17, 16) and 300 channels: above the batched edges' dense limits, the
+    # operations run one by one.
+    search = SASESearch(c, spatial_size=(8, 8), alphas=init_alphas())
     _perturb(search)
     search.train(mode == 'train')
     weights = torch.randn(6, 7).softmax(-1)
-    x = torch.randn(B, C, *hw, requires_grad=True)
-    g = torch.randn(B, C, *hw)
+    x = torch.randn(B, c, *hw, requires_grad=True)
+    g = torch.randn(B, c, *hw)
     y = search(x, weights)
     y.backward(g)
     grads = [x.grad] + [p.grad for p in search.parameters()]
