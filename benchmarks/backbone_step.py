@@ -32,6 +32,7 @@ operators of one SASE step, and each stage's attention blocks timed alone
 (forward + backward at that stage's shape).
 """
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -44,6 +45,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import sase_mm  # noqa: E402,F401
+from interleave import interleaved, timed  # noqa: E402
 from sase_mm.models.backbones import SASEResNet  # noqa: E402
 
 TARGET_PLAIN, TARGET_SE = 1.20, 1.10
@@ -89,6 +91,11 @@ def profile(model, x, y, rows):
                                     row_limit=rows))
 
 
+def _block_step(block, x, g):
+    block(x).backward(g)
+    x.grad = None
+
+
 def attention_share(models, batch, size, reps):
     """Per stage: the attention blocks alone, forward + backward, x blocks."""
     print('attention blocks alone (forward + backward at the stage shape, '
@@ -101,14 +108,8 @@ def attention_share(models, batch, size, reps):
         g = torch.randn_like(x)
         blocks = {k: getattr(m.backbone, f'layer{i + 1}')[0].attention
                   for k, m in models.items() if k != 'plain'}
-        times = {k: [] for k in blocks}
-        for r in range(reps + 1):
-            for k, b in blocks.items():
-                t0 = time.perf_counter()
-                b(x).backward(g)
-                if r:
-                    times[k].append(time.perf_counter() - t0)
-                x.grad = None
+        times = interleaved({k: timed(functools.partial(_block_step, b, x, g))
+                             for k, b in blocks.items()}, reps, warmup=1)
         row = {k: statistics.median(v) * 1e3 * n for k, v in times.items()}
         for k, v in row.items():
             totals[k] += v
@@ -143,20 +144,11 @@ def main():
           f'x 3 x {args.size} x {args.size}, {torch.get_num_threads()} '
           f'threads, median of {args.reps} interleaved reps; SE = {se_name}')
 
-    times = {k: [] for k in models}
-    cpu = {k: [] for k in models}
     load0 = os.getloadavg()[0]
-    for _ in range(args.warmup):
-        for m in models.values():
-            train_step(m, x, y)
-    for r in range(args.reps):
-        order = list(models.items())
-        if r % 2:
-            order.reverse()  # alternate who runs first
-        for k, m in order:
-            t, c = train_step(m, x, y)
-            times[k].append(t)
-            cpu[k].append(c)
+    runs = interleaved({k: functools.partial(train_step, m, x, y)
+                        for k, m in models.items()}, args.reps, args.warmup)
+    times = {k: [t for t, _ in v] for k, v in runs.items()}
+    cpu = {k: [c for _, c in v] for k, v in runs.items()}
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     mcpu = {k: statistics.median(v) * 1e3 for k, v in cpu.items()}
     params = {k: sum(p.numel() for p in m.parameters())

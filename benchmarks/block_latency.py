@@ -19,6 +19,7 @@ Usage::
     python benchmarks/block_latency.py [--reps 15] [--batch 8] [--threads 2]
 """
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -29,6 +30,7 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from interleave import interleaved  # noqa: E402
 from sase_mm.models.attention import SASE  # noqa: E402
 from sase_mm.models.attention_zoo import SE  # noqa: E402
 
@@ -120,16 +122,9 @@ def main():
                   'generic': SASE(c, fused=False)}
         mem = {k: peak_extra_memory(b, x, grad) / 2**20
                for k, b in blocks.items()}
-        times = {k: [] for k in blocks}
-        for _ in range(args.warmup):
-            for k, b in blocks.items():
-                step(b, x, grad)
-        for r in range(args.reps):
-            order = list(blocks.items())
-            if r % 2:
-                order.reverse()  # alternate who runs first
-            for k, b in order:
-                times[k].append(step(b, x, grad, clock))
+        times = interleaved({k: functools.partial(step, b, x, grad, clock)
+                             for k, b in blocks.items()}, args.reps,
+                            args.warmup)
         se = statistics.median(times['se']) * 1e3
         sase = statistics.median(times['sase']) * 1e3
         generic = statistics.median(times['generic']) * 1e3

@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from block_latency import CLOCKS, se_block  # noqa: E402
+from interleave import interleaved, timed  # noqa: E402
 
 from sase_mm.models.attention import SASE, SASESearch, init_alphas  # noqa
 
@@ -40,20 +41,10 @@ SHAPES = ((16, 32, 32), (32, 16, 16), (64, 8, 8))
 STEP_TARGET = 4.0
 
 
-def interleaved(candidates, reps, warmup, clock):
+def interleaved_medians(candidates, reps, warmup, clock):
     """Median seconds of each zero-argument callable, interleaved."""
-    times = {k: [] for k in candidates}
-    for _ in range(warmup):
-        for fn in candidates.values():
-            fn()
-    for r in range(reps):
-        order = list(candidates.items())
-        if r % 2:
-            order.reverse()
-        for k, fn in order:
-            t0 = clock()
-            fn()
-            times[k].append(clock() - t0)
+    times = interleaved({k: timed(fn, clock) for k, fn in candidates.items()},
+                        reps, warmup)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -80,7 +71,7 @@ def blocks_table(args, clock):
             'sase': block_step(SASE(c, spatial_size=(h, w)), x, grad),
             'search': block_step(search, x, grad, weights),
         }
-        t = interleaved(cands, args.reps, args.warmup, clock)
+        t = interleaved_medians(cands, args.reps, args.warmup, clock)
         print(f'{f"{c}x{h}x{w}":>10} | {t["se"] * 1e3:7.2f} | '
               f'{t["sase"] * 1e3:8.2f} | {t["search"] * 1e3:9.2f} | '
               f'{t["search"] / t["sase"]:10.2f}x | '
@@ -94,8 +85,9 @@ def resnet20_table(args, clock):
     # measure the same ratio.
     from search_step import build_candidates
     cands = build_candidates(args.batch, fixed=True)
-    t = interleaved({k: cands[k] for k in ('plain', 'fixed', 'supernet')},
-                    args.reps, args.warmup, clock)
+    t = interleaved_medians(
+        {k: cands[k] for k in ('plain', 'fixed', 'supernet')}, args.reps,
+        args.warmup, clock)
     ratio = t['supernet'] / t['plain']
     print(f'\nResNet-20 training step (forward, loss, backward, SGD), batch '
           f'{args.batch} (as benchmarks/search_step.py)')
