@@ -250,10 +250,11 @@ def _input_grad(x: torch.Tensor, t: torch.Tensor, entries: List[_Entry],
     V (B, k, H*W)); the x^3 terms share one x^3.
     """
     b, c, h, w = x.shape
-    us, vs = [], []  # rank-one terms u_c v_hw
-    cubes = []  # x^3 terms: (row (B, C) or None, column (B, HW) or None)
+    # (row (B, C) or None, column (B, HW) or None) pairs, None a broadcast:
+    sums = []  # terms row_c col_hw
+    cubes = []  # terms x^3 row_c col_hw
 
-    def term(dims, g):  # g broadcast along dims -> (u, v)
+    def term(dims, g):  # g broadcast along dims -> (row, column)
         if tuple(dims) == HW:
             return g.reshape(b, c), None
         return None, g.reshape(b, h * w)
@@ -261,22 +262,19 @@ def _input_grad(x: torch.Tensor, t: torch.Tensor, entries: List[_Entry],
     for e, gs in ((entries[i], grads[i]) for i in sorted(grads)):
         g = gs[0]
         if e.kind == 'sum':
-            us_vs = term(e.dims, g)
+            sums.append(term(e.dims, g))
         elif e.kind == 'gsum':
-            us_vs = (e.aux[0].reshape(b, c), g.reshape(b, h * w))
+            sums.append((e.aux[0].reshape(b, c), g.reshape(b, h * w)))
         elif e.kind == 'amax':
             # As torch.amax's gradient: ties share it equally.
             mask = torch.eq(x, e.outs[0], out=torch.empty_like(x))
             t.addcmul_(mask, g / mask.sum(dim=e.dims, keepdim=True))
             del mask  # free it before the next full-size temporary
-            continue
         elif e.kind == 'pow4':
             cubes.append(term(e.dims, 4 * g))
-            continue
         elif e.kind == 'gpow4':
             g4 = e.aux[0].reshape(b, c).square().square()
             cubes.append((4 * g4, g.reshape(b, h * w)))
-            continue
         elif e.kind == 'central':
             g2, g3 = gs
             mean, s2 = e.aux
@@ -290,20 +288,16 @@ def _input_grad(x: torch.Tensor, t: torch.Tensor, entries: List[_Entry],
                 q.add_(2 * g2)
             t.addcmul_(q, d)
             del q, d
-            us_vs = term(e.dims, -3 * g3 * s2 / n)
+            sums.append(term(e.dims, -3 * g3 * s2 / n))
         else:  # pragma: no cover - every kind the tape records is above
             raise AssertionError(e.kind)
-        us.append(us_vs[0])
-        vs.append(us_vs[1])
-    if us:
-        if len(us) == 1 and (us[0] is None or vs[0] is None):
-            t.add_(us[0].view(b, c, 1, 1) if vs[0] is None else
-                   vs[0].view(b, 1, h, w))
+    if sums:
+        row, col = sums[0]
+        if len(sums) == 1 and (row is None or col is None):
+            t.add_(row.view(b, c, 1, 1) if col is None else
+                   col.view(b, 1, h, w))
         else:
-            ones_c, ones_s = x.new_ones(b, c), x.new_ones(b, h * w)
-            u = torch.stack([ones_c if v is None else v for v in us], 2)
-            v = torch.stack([ones_s if v is None else v for v in vs], 1)
-            t.view(b, c, h * w).baddbmm_(u, v)
+            t.view(b, c, h * w).baddbmm_(*_stacked(sums, x))
     if cubes:
         x3 = x * x
         x3.mul_(x)
@@ -317,12 +311,19 @@ def _input_grad(x: torch.Tensor, t: torch.Tensor, entries: List[_Entry],
             else:
                 t.addcmul_(x3, col.view(b, 1, h, w))
         else:
-            ones_c, ones_s = x.new_ones(b, c), x.new_ones(b, h * w)
-            u = torch.stack([ones_c if r is None else r for r, _ in cubes], 2)
-            v = torch.stack([ones_s if s is None else s for _, s in cubes],
-                            1)
-            t.addcmul_(x3, torch.bmm(u, v).view(b, c, h, w))
+            t.addcmul_(x3, torch.bmm(*_stacked(cubes, x)).view(b, c, h, w))
     return t
+
+
+def _stacked(pairs, x: torch.Tensor):
+    """(U (B, C, k), V (B, k, H*W)) with U @ V = sum_k row_k col_k^T for
+    ``pairs`` of (row (B, C) or None, column (B, H*W) or None); None is a
+    vector of ones (a term broadcast along that axis)."""
+    b, c, h, w = x.shape
+    ones_c, ones_s = x.new_ones(b, c), x.new_ones(b, h * w)
+    u = torch.stack([ones_c if r is None else r for r, _ in pairs], 2)
+    v = torch.stack([ones_s if s is None else s for _, s in pairs], 1)
+    return u, v
 
 
 class _FusedSASE(torch.autograd.Function):
@@ -343,11 +344,11 @@ class _FusedSASE(torch.autograd.Function):
         tape, (s2, s5) = _tape_forward(block, x)
         ctx.block, ctx.state = block, (tape, s2, s5)
         ctx.save_for_backward(x, *params)
+        a, b = _factors(s2.detach(), s5.detach())
         if tape.kernels is not None:
-            a, b = _factors(s2.detach(), s5.detach())
             # (B, C, H, W) already: a view here would forbid ``out += id``.
-            return tape.kernels.scale(tape.x, a, b)
-        return _residual(x, s2.detach(), s5.detach())
+            return tape.kernels.scale(tape.x, *_rows(a, b))
+        return _residual(x, a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -412,7 +413,7 @@ def _tape_backward(tape: _Tape, s2, s5, x, params, grad, needs_input_grad):
             grad_x = _kernel_input_grad(kernels, grad, tape.x, s2, s5,
                                         entries, grads)
         if grad_x is None:
-            t = _residual(grad, s2, s5, out=buf)
+            t = _residual(grad, *_factors(s2, s5), out=buf)
             grad_x = _input_grad(x, t, entries, grads)
         grad_x = grad_x.view_as(x)
     param_grads = iter(got[len(outs):])
@@ -444,10 +445,13 @@ def _kernel_ready(x: torch.Tensor) -> bool:
 
 
 def _factors(s2: torch.Tensor, s5: torch.Tensor):
-    """(a (B, C), b (B, H*W)) with 1 + s2 / 2 + s5 / 2 = a_c + b_hw."""
-    b = s2.shape[0]
-    return ((s2 * 0.5 + 1.0).reshape(b, -1).contiguous(),
-            (s5 * 0.5).reshape(b, -1).contiguous())
+    """(a (B, C, 1, 1), b (B, 1, H, W)) with 1 + s2 / 2 + s5 / 2 = a + b."""
+    return s2 * 0.5 + 1.0, s5 * 0.5
+
+
+def _rows(*maps: torch.Tensor):
+    """(B, ...) maps as contiguous (B, n) rows, the kernels' layout."""
+    return tuple(t.reshape(t.shape[0], -1).contiguous() for t in maps)
 
 
 def _kernel_input_grad(kernels, grad, x, s2, s5, entries: List[_Entry],
@@ -485,19 +489,18 @@ def _kernel_input_grad(kernels, grad, x, s2, s5, entries: List[_Entry],
             ok = False
         if not ok:
             return None
-    a, bn = _factors(s2, s5)
+    a, bn = _rows(*_factors(s2, s5))
     args = [terms.get(k) for k in ('r', 's', 'u', 'v', 'mx', 'share', 'k',
                                    'q')]
     return kernels.combine(grad, x, a, bn, *[
         None if t is None else t.contiguous() for t in args])
 
 
-def _residual(x: torch.Tensor, s2: torch.Tensor, s5: torch.Tensor,
+def _residual(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
               out: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """x * (1 + s2 / 2 + s5 / 2) as ``x * a_c + x * b_hw`` (no full-size
-    factor); x (B, C, H, W), s2 (B, C, 1, 1), s5 (B, 1, H, W)."""
-    y = torch.mul(x, s2 * 0.5 + 1.0, out=out)
-    return y.addcmul_(x, s5 * 0.5)
+    """x * (a + b) as ``x * a + x * b`` (no full-size factor); x (B, C, H,
+    W), a (B, C, 1, 1), b (B, 1, H, W) from :func:`_factors`."""
+    return torch.mul(x, a, out=out).addcmul_(x, b)
 
 
 def _plain_backward(block: nn.Module, x: torch.Tensor, params, grad,
