@@ -26,6 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sase_mm.models.backbones.reference_layout import (  # noqa: E402
     CLASSIFIER, DETECTOR, ConversionError, convert_checkpoint)
+from sase_mm.utils.safe_checkpoint import \
+    UntrustedCheckpointError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -46,7 +48,8 @@ def main(argv=None) -> int:
     try:
         s = convert_checkpoint(args.src, args.dst, depth=args.depth,
                                layout=args.layout)
-    except (ConversionError, FileNotFoundError) as err:
+    except (ConversionError, FileNotFoundError,
+            UntrustedCheckpointError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
     model = f'ResNet-{s["depth"]}' + (' + SASE' if s['attention'] else '')

@@ -88,4 +88,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    tool_args.run_main(main)

@@ -4,14 +4,21 @@ SASE (arXiv 2411.08333) searches on CIFAR-10 with the 50,000 training images
 split in two halves, one for the weights and one for the architecture
 weights (SASE-SPEC section 3). This reads the "CIFAR-10 python version"
 (``cifar-10-batches-py``) from disk; it never downloads.
+
+The batches are pickles, so a crafted ``data_batch_1`` could run code when
+read. They are read by a restricted unpickler that resolves only what the
+official files need (numpy's array reconstruction, and ``_codecs.encode``
+for batches re-pickled by Python 3); builtin containers, bytes and str need
+no global. Anything else is refused with the file's name.
 """
 import os
-import pickle
 
 import numpy as np
 import torch
 
 from ..registry import DATASETS
+from ..utils.safe_pickle import (UnsafePickleError, safe_codecs_encode,
+                                 numpy_globals, restricted_load)
 from .in_memory import InMemoryClassification
 from .split import split_indices
 
@@ -40,13 +47,62 @@ def _find_root(data_root: str) -> str:
         f'sase_mm never downloads data; set data_root to where it is.')
 
 
+class CIFARFormatError(ValueError):
+    """A CIFAR batch file that is refused or not in the official layout."""
+
+
+def _batch_globals() -> dict:
+    return dict(numpy_globals(), **{'_codecs.encode': safe_codecs_encode})
+
+
+def read_batch(path: str) -> dict:
+    """One ``cifar-10-batches-py`` batch: ``dict(data=uint8 (N, 3072),
+    labels=int64 (N,))``, read with the restricted unpickler.
+
+    Raises:
+        CIFARFormatError: naming ``path``, for a refused global or a layout
+            other than the official one.
+    """
+    try:
+        with open(path, 'rb') as f:
+            entry = restricted_load(f, _batch_globals(), encoding='latin1')
+    except UnsafePickleError as err:
+        raise CIFARFormatError(
+            f'refused CIFAR-10 batch {path!r}: {err}. The file was not '
+            f'trusted and nothing in it was executed; the official batches '
+            f'need only numpy arrays, lists, str and bytes. Re-extract '
+            f'cifar-10-python.tar.gz.') from None
+    except Exception as err:  # truncated / not a pickle
+        raise CIFARFormatError(f'cannot read CIFAR-10 batch {path!r}: '
+                               f'{type(err).__name__}: {err}') from None
+    if not isinstance(entry, dict) or 'data' not in entry:
+        raise CIFARFormatError(
+            f'CIFAR-10 batch {path!r} is not in the official layout: expected '
+            f'a dict with `data` (N x 3072 uint8) and `labels`, got '
+            f'{type(entry).__name__}'
+            f'{" with keys " + str(sorted(map(str, entry))) if isinstance(entry, dict) else ""}')  # noqa: E501
+    data = entry['data']
+    labels = entry.get('labels', entry.get('fine_labels'))
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or \
+            data.shape[1] != 3 * 32 * 32:
+        raise CIFARFormatError(
+            f'CIFAR-10 batch {path!r}: `data` must be an (N, 3072) array, got '
+            f'{type(data).__name__} {getattr(data, "shape", "")}')
+    if not isinstance(labels, (list, np.ndarray)) or len(labels) != len(
+            data) or not all(isinstance(v, (int, np.integer))
+                             for v in labels):
+        raise CIFARFormatError(
+            f'CIFAR-10 batch {path!r}: `labels` must be {len(data)} integers')
+    return dict(data=np.asarray(data, dtype=np.uint8),
+                labels=np.asarray(labels, dtype=np.int64))
+
+
 def _read(root: str, files) -> tuple:
     images, labels = [], []
     for name in files:
-        with open(os.path.join(root, name), 'rb') as f:
-            entry = pickle.load(f, encoding='latin1')
-        images.append(np.asarray(entry['data'], dtype=np.uint8))
-        labels.extend(entry.get('labels', entry.get('fine_labels', [])))
+        entry = read_batch(os.path.join(root, name))
+        images.append(entry['data'])
+        labels.extend(entry['labels'].tolist())
     data = np.concatenate(images).reshape(-1, 3, 32, 32)
     return torch.from_numpy(data), torch.tensor(labels, dtype=torch.int64)
 

@@ -89,6 +89,22 @@ def build_runner(cfg: Config) -> Runner:
         RUNNERS.build(cfg)
 
 
+def run_main(main, argv=None):
+    """Runs a tool's ``main``; a refused or unreadable file (a crafted
+    checkpoint, say) ends it with its message and exit status 1 instead of
+    a traceback: the message says all there is to say."""
+    import sys
+
+    from ..datasets.cifar10 import CIFARFormatError
+    from .safe_checkpoint import CheckpointReadError, UntrustedCheckpointError
+    try:
+        return main(argv)
+    except (UntrustedCheckpointError, CheckpointReadError,
+            CIFARFormatError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(1)
+
+
 def unwrap(model):
     """The model inside a DDP-style wrapper (or the model itself)."""
     return model.module if is_model_wrapper(model) else model

@@ -19,6 +19,8 @@ from mmengine.runner import Runner
 from sase_mm.engine import DARTSLoop, GenotypeHook
 from sase_mm.models.attention import Genotype
 
+from sase_mm.utils import load_checkpoint
+
 
 def _runner(cfg):
     return Runner.from_cfg(Config(cfg))
@@ -99,7 +101,7 @@ class _StopAfterEpoch(Hook):
 
 def _final(work_dir):
     # torch's safe default loader (weights_only=True).
-    return torch.load(os.path.join(work_dir, 'epoch_2.pth'))
+    return load_checkpoint(os.path.join(work_dir, 'epoch_2.pth'))
 
 
 def test_resume_equals_uninterrupted(tmp_path):

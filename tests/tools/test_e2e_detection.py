@@ -15,6 +15,8 @@ import torch
 from data_utils.tool_runs import (REPO, as_argv, coco_options, config_path,
                                   load_tool)
 
+from sase_mm.utils import load_checkpoint
+
 
 def _train(cfg_file, data_root, work_dir, extra=None):
     from mmengine.config import Config
@@ -52,7 +54,7 @@ def test_faster_rcnn_from_imagenet_backbone(imagenet_run, tiny_coco,
     report = check_pretrained_matches(
         backbone, dict(checkpoint=cls_ckpt, prefix='backbone.'))
     assert report['missing'] == [] and report['unexpected'] == []
-    cls_state = torch.load(cls_ckpt, map_location='cpu')['state_dict']
+    cls_state = load_checkpoint(cls_ckpt)['state_dict']
     det_state = backbone.state_dict()
     frozen = [k for k in det_state if k.startswith(('conv1.', 'bn1.',
                                                     'layer1.'))]

@@ -1,12 +1,14 @@
 """End to end on CPU: the SASE ResNet-50 ImageNet config (SASE, arXiv
 2411.08333) trains through tools/train.py on a tiny ImageNet-format set,
-evaluates top-1 / top-5, writes a checkpoint that torch's safe loader reads,
+evaluates top-1 / top-5, writes a checkpoint that the safe loader reads,
 and tools/test.py evaluates that checkpoint."""
 import os.path as osp
 
 import torch
 from data_utils.tool_runs import (as_argv, config_path, imagenet_options,
                                   load_tool)
+
+from sase_mm.utils import load_checkpoint
 
 
 def test_imagenet_train_writes_checkpoint_and_validates(imagenet_run):
@@ -32,7 +34,7 @@ def test_imagenet_train_writes_checkpoint_and_validates(imagenet_run):
 def test_checkpoint_loads_with_torch_safe_default(imagenet_run):
     import sase_mm  # noqa: F401  allow-lists mmengine's checkpoint globals
     _, ckpt, runner = imagenet_run
-    data = torch.load(ckpt, map_location='cpu', weights_only=True)
+    data = load_checkpoint(ckpt)
     assert {'state_dict', 'meta', 'message_hub', 'optimizer'} <= set(data)
     own = runner.model.state_dict()
     assert set(data['state_dict']) == set(own)
@@ -73,5 +75,5 @@ def test_resume_continues_from_latest_checkpoint(imagenet_run, tiny_imagenet):
     # Started at epoch 1 / iteration 3, not from scratch.
     assert runner.epoch == 2 and runner.iter == 6
     assert osp.isfile(osp.join(work_dir, 'epoch_2.pth'))
-    saved = torch.load(ckpt, map_location='cpu')
+    saved = load_checkpoint(ckpt)
     assert saved['meta']['epoch'] == 1 and saved['meta']['iter'] == 3

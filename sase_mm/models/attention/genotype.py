@@ -8,12 +8,19 @@ block is built from. It reads every form a user meets:
   spelling (``'GAP+GMP'``);
 * the reference's list of ``(name, edge index)`` pairs;
 * a dict keyed by edge name (``channel_squeeze=...``);
-* a JSON string or file, or an mmengine config file with a ``genotype``
-  variable;
+* a JSON string or ``.json`` file, or a ``.py`` file whose only statement is
+  ``genotype = <literal>`` (what the search writes);
 
 and writes JSON and mmengine config fragments that read back to the same
 genotype.
+
+A genotype file is data a user was handed, so it is never executed: the
+``.py`` form is parsed with ``ast`` and its value read with
+``ast.literal_eval``. (The same file may still be ``_base_``-inherited by a
+config, which mmengine executes, as it does every config.) ``None`` means
+the paper's genotype only as an argument, never as the content of a file.
 """
+import ast
 import json
 import os
 from typing import Iterable, List, Mapping, Sequence, Tuple, Union
@@ -56,15 +63,27 @@ class Genotype(tuple):
     # ------------------------------------------------------------------ read
     @classmethod
     def parse(cls, obj) -> 'Genotype':
-        """Builds a genotype from any accepted form (see module docstring)."""
+        """Builds a genotype from any accepted form (see module docstring);
+        ``None`` gives the paper's genotype."""
+        if obj is None:
+            return SASE_PAPER_GENOTYPE
+        try:
+            return cls._parse(obj, 'the genotype')
+        except RecursionError:
+            raise ValueError(f'cannot read a genotype: the input is nested '
+                             f'too deeply. {ACCEPTED_FORMS}') from None
+
+    @classmethod
+    def _parse(cls, obj, where: str) -> 'Genotype':
         if isinstance(obj, Genotype):
             return obj
         if obj is None:
-            return SASE_PAPER_GENOTYPE
+            raise ValueError(f'{where} is null/None. {ACCEPTED_FORMS}')
         if isinstance(obj, str):
             text = obj.strip()
             if text.startswith('[') or text.startswith('{'):
-                return cls.parse(json.loads(text))
+                return cls._parse(_json_loads(text, 'the JSON string'),
+                                  'the JSON string')
             if text in GENOTYPES:
                 return GENOTYPES[text]
             if os.path.isfile(text):
@@ -72,17 +91,17 @@ class Genotype(tuple):
             raise ValueError(
                 f'cannot read a genotype from {obj!r}: not a named genotype '
                 f'({", ".join(GENOTYPES)}), a JSON list/dict, nor an existing '
-                f'.json or .py file')
+                f'.json or .py file. {ACCEPTED_FORMS}')
         if isinstance(obj, Mapping):
             if 'genotype' in obj:
-                return cls.parse(obj['genotype'])
+                return cls._parse(obj['genotype'], f'{where}[\'genotype\']')
             unknown = set(obj) - set(_EDGE_NAMES)
             missing = set(_EDGE_NAMES) - set(obj)
             if unknown or missing:
                 raise ValueError(
                     f'a genotype dict is keyed by edge name '
-                    f'{list(_EDGE_NAMES)}; unknown keys: {sorted(unknown)}, '
-                    f'missing: {sorted(missing)}')
+                    f'{list(_EDGE_NAMES)}; unknown keys: '
+                    f'{sorted(map(str, unknown))}, missing: {sorted(missing)}')
             return cls(obj[name] for name in _EDGE_NAMES)
         if isinstance(obj, Sequence):
             items = list(obj)
@@ -90,14 +109,16 @@ class Genotype(tuple):
                 return cls.from_pairs(items)
             return cls(items)
         raise TypeError(f'cannot read a genotype from {type(obj).__name__}: '
-                        f'{obj!r}')
+                        f'{obj!r}. {ACCEPTED_FORMS}')
 
     @classmethod
     def from_pairs(cls, pairs: Sequence[Tuple[str, int]]) -> 'Genotype':
         """Reads the reference's ``[(name, edge_index), ...]`` form."""
         ops = [None] * NUM_EDGES
         for pair in pairs:
-            if len(pair) != 2 or not isinstance(pair[1], int):
+            # bool is an int subclass: True / False are not edge indices.
+            if len(pair) != 2 or not isinstance(pair[1], int) or isinstance(
+                    pair[1], bool):
                 raise ValueError(f'expected (operation name, edge index) '
                                  f'pairs, got {pair!r}')
             name, idx = pair
@@ -127,27 +148,34 @@ class Genotype(tuple):
 
     @classmethod
     def load(cls, path: str) -> 'Genotype':
-        """Reads a ``.json`` file or an mmengine config with ``genotype``."""
+        """Reads a ``.json`` file or a ``.py`` file holding only
+        ``genotype = <literal>``; neither is executed.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: naming the file, for any other content or form.
+        """
         if not os.path.isfile(path):
             raise FileNotFoundError(f'genotype file {path!r} does not exist')
+        if not path.endswith(('.json', '.py')):
+            raise ValueError(f'cannot read a SASE genotype from {path!r}: '
+                             f'the file must end in .json or .py. '
+                             f'{ACCEPTED_FORMS}')
         try:
-            if path.endswith('.json'):
-                with open(path) as f:
-                    data = json.load(f)
-            else:
-                from mmengine.config import Config
-                cfg = Config.fromfile(path)
-                if 'genotype' not in cfg:
-                    raise ValueError('the config defines no `genotype` '
-                                     'variable')
-                data = cfg['genotype']
-            return cls.parse(data)
-        except (ValueError, TypeError, KeyError, SyntaxError) as err:
-            raise ValueError(
-                f'cannot read a SASE genotype from {path!r}: {err}. Expected '
-                f'JSON like {json.dumps(SASE_PAPER_GENOTYPE.to_dict())} or a '
-                f'config with `genotype = [...six operation names...]`'
-            ) from err
+            if os.path.getsize(path) > MAX_FILE_BYTES:
+                raise ValueError(f'the file is larger than {MAX_FILE_BYTES} '
+                                 f'bytes')
+            with open(path, encoding='utf-8') as f:
+                text = f.read()
+            data = _json_loads(text, 'the file') if path.endswith(
+                '.json') else _literal_assignment(text, path)
+            return cls._parse(data, 'the genotype in the file')
+        except RecursionError:
+            err = 'it is nested too deeply'
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+            err = str(e)
+        raise ValueError(f'cannot read a SASE genotype from {path!r}: {err}. '
+                         f'{ACCEPTED_FORMS}') from None
 
     # ----------------------------------------------------------------- write
     def to_dict(self) -> dict:
@@ -192,5 +220,52 @@ SASE_PAPER_GENOTYPE = Genotype.from_pairs(
      ('GAP', 4), ('2conv_3x3', 5)])
 
 GENOTYPES = {'sase_paper': SASE_PAPER_GENOTYPE}
+
+MAX_FILE_BYTES = 1 << 20
+ACCEPTED_FORMS = (
+    'Accepted: six operation names, one per edge '
+    f'({", ".join(_EDGE_NAMES)}), as a JSON list or dict such as '
+    f'{json.dumps(list(SASE_PAPER_GENOTYPE))} or '
+    '{"genotype": [...]} (a .json file), a .py file whose only statement is '
+    f'`genotype = {list(SASE_PAPER_GENOTYPE)!r}`, the reference\'s '
+    '[(name, edge index), ...] pairs, or a named genotype '
+    f'({", ".join(GENOTYPES)})')
+
+
+def _json_loads(text: str, where: str):
+    """``json.loads`` with a message instead of a bare decode error."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f'{where} is not valid JSON ({err})') from None
+
+
+def _literal_assignment(text: str, path: str):
+    """The literal of a ``.py`` file's only statement, ``genotype = ...``
+    (a module docstring and comments may come with it), never executed."""
+    try:
+        tree = ast.parse(text, filename=path)
+    except SyntaxError as err:
+        raise ValueError(f'it is not valid Python ({err.msg}, line '
+                         f'{err.lineno})') from None
+    body = tree.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(
+            body[0].value, ast.Constant) and isinstance(body[0].value.value,
+                                                        str):
+        body = body[1:]  # the module docstring
+    if len(body) != 1 or not isinstance(body[0], ast.Assign) or len(
+            body[0].targets) != 1 or not isinstance(
+                body[0].targets[0], ast.Name) or body[0].targets[0].id != \
+            'genotype':
+        kinds = ', '.join(type(n).__name__ for n in body) or 'nothing'
+        raise ValueError(f'a .py genotype file holds exactly one statement, '
+                         f'`genotype = <literal>`; this one has: {kinds} '
+                         f'(it is not executed)')
+    try:
+        return ast.literal_eval(body[0].value)
+    except ValueError:
+        raise ValueError('the value of `genotype` must be a literal (names, '
+                         'lists, tuples, dicts, numbers), not an expression '
+                         '(it is not executed)') from None
 
 GenotypeLike = Union[Genotype, str, Sequence, Mapping, None]

@@ -26,6 +26,8 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
+from ...utils.atomic import atomic_torch_save
+
 # Reference key under ``attention.`` -> our SASE block's key (the paper's
 # searched block; SASE-SPEC sections 4 and 8).
 REFERENCE_ATTENTION_KEYS: Dict[str, str] = OrderedDict([
@@ -268,31 +270,19 @@ def convert_state_dict(sd: Mapping[str, torch.Tensor],
 
 
 def load_reference(path: str):
-    """Loads a checkpoint with torch's safe loader (``weights_only=True``)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'no checkpoint at {path!r}')
-    import sase_mm  # noqa: F401  (allow-lists mmengine checkpoint globals)
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # pickle errors come in many types
-        raise ConversionError(
-            f'cannot load {path!r} with the safe loader (weights_only=True): '
-            f'{err}. If it holds more than tensors, re-save only its '
-            f'state_dict') from err
+    """Loads a checkpoint with the project's safe loader
+    (:func:`sase_mm.utils.load_checkpoint`: ``weights_only=True``).
 
-
-def save_atomic(obj, path: str) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory,
-                       f'.{os.path.basename(path)}.tmp-{os.getpid()}')
+    Raises:
+        FileNotFoundError: no such file.
+        UntrustedCheckpointError: the file names code (nothing is run).
+        ConversionError: the file is not a readable checkpoint.
+    """
+    from ...utils.safe_checkpoint import CheckpointReadError, load_checkpoint
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        return load_checkpoint(path)
+    except CheckpointReadError as err:
+        raise ConversionError(str(err)) from err
 
 
 def convert_checkpoint(src: str, dst: str, depth: Optional[int] = None,
@@ -309,5 +299,5 @@ def convert_checkpoint(src: str, dst: str, depth: Optional[int] = None,
     src_meta = ckpt.get('meta') if isinstance(ckpt, Mapping) else None
     if isinstance(src_meta, Mapping) and 'dataset_meta' in src_meta:
         meta['dataset_meta'] = src_meta['dataset_meta']
-    save_atomic(dict(state_dict=out, meta=meta), dst)
+    atomic_torch_save(dict(state_dict=out, meta=meta), dst)
     return summary
