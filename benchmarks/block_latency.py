@@ -2,7 +2,7 @@
 
 SASE: Searching Architecture for Squeeze and Excitation operations
 (arXiv 2411.08333); SE: Squeeze-and-Excitation Networks (Hu et al., CVPR
-2018). The paper's searched block (SASE-SPEC section 4) is timed against an
+2018). The paper's searched block (docs/spec.md section 4) is timed against an
 SE block with reduction 16 (GAP, FC, ReLU, FC, sigmoid, rescale) at the four
 ResNet-50 stage shapes (batch 8), on 2 CPU threads. The two candidates are
 interleaved repetition by repetition and the medians compared, so the
@@ -31,7 +31,7 @@ import torch.nn as nn
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from interleave import interleaved  # noqa: E402
-from sase_mm.models.attention import SASE  # noqa: E402
+from sase_mm.models.sase import SASE  # noqa: E402
 from sase_mm.models.attention_zoo import SE  # noqa: E402
 
 # ResNet-50 stage outputs (C, H, W) at 224x224 input.
@@ -107,7 +107,7 @@ def main():
     header = (f'{"shape":>14} | {"SE ms":>8} | {"SASE ms":>8} | '
               f'{"ratio":>6} | {"generic ms":>10} | {"ratio":>6} | '
               f'{"SE saved MB":>11} | {"SASE saved MB":>13}')
-    from sase_mm.ops import fused_kernels
+    from sase_mm.models.sase.fast.kernels import fused_kernels
     print('SE implementation: sase_mm.SE; SASE: fused node, '
           + ('compiled CPU kernels' if fused_kernels() is not None else
              'PyTorch operators (kernels not built)')

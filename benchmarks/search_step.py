@@ -1,4 +1,4 @@
-"""Cost of a SASE search step (arXiv 2411.08333, SASE-SPEC section 3).
+"""Cost of a SASE search step (arXiv 2411.08333, docs/spec.md section 3).
 
 CIFAR ResNet-20, batch 64 x 3 x 32 x 32, 2 CPU threads. Candidates, timed
 interleaved in one run (median of the repeats):

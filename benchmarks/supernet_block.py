@@ -35,7 +35,7 @@ sys.path.insert(0, HERE)
 from block_latency import CLOCKS, se_block  # noqa: E402
 from interleave import interleaved, timed  # noqa: E402
 
-from sase_mm.models.attention import SASE, SASESearch, init_alphas  # noqa
+from sase_mm.models.sase import SASE, SASESearch, init_alphas  # noqa
 
 SHAPES = ((16, 32, 32), (32, 16, 16), (64, 8, 8))
 STEP_TARGET = 4.0

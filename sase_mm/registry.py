@@ -5,9 +5,10 @@ Being children of the roots (not of mmdet's or mmpretrain's registries) makes
 ``default_scope='mmdet'`` or ``'mmpretrain'``, inside mmcv's
 ``build_plugin_layer`` (which looks plugins up in the root ``MODELS``), and
 with ``custom_imports=dict(imports=['sase_mm'])``. ``locations`` lets mmengine
-import the modules that register into each registry on first lookup.
+import the modules that register into each registry on first lookup, so
+``import sase_mm`` stays light (no mmdet / mmpretrain until one of their
+modules is needed).
 """
-from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import LOOPS as MMENGINE_LOOPS
@@ -15,12 +16,14 @@ from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
-from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
-from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='sase_mm',
-                  locations=['sase_mm.models'])
+                  locations=['sase_mm.models.sase',
+                             'sase_mm.models.attention_zoo',
+                             'sase_mm.models.backbones',
+                             'sase_mm.models.search',
+                             'sase_mm.models.utils'])
 LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope='sase_mm',
                  locations=['sase_mm.engine'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='sase_mm',
@@ -29,14 +32,7 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor',
     parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='sase_mm',
     locations=['sase_mm.engine'])
-PARAM_SCHEDULERS = Registry('parameter scheduler',
-                            parent=MMENGINE_PARAM_SCHEDULERS,
-                            scope='sase_mm', locations=['sase_mm.engine'])
 DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='sase_mm',
                     locations=['sase_mm.datasets'])
-DATA_SAMPLERS = Registry('data sampler', parent=MMENGINE_DATA_SAMPLERS,
-                         scope='sase_mm', locations=['sase_mm.datasets'])
-TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS,
-                      scope='sase_mm', locations=['sase_mm.datasets'])
 METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='sase_mm',
                    locations=['sase_mm.evaluation'])

@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import sase_mm  # noqa: F401  (registers the plugins)
-from sase_mm.models.attention import SASE, SASESearch
+from sase_mm.models.sase import SASE, SASESearch
 
 from mmcv.cnn import build_plugin_layer
 from mmdet.registry import MODELS as mmdet_models

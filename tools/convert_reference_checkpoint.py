@@ -7,7 +7,7 @@ mmdet detector, and writes one that loads unchanged into this project's
 configs (``backbone=dict(type='sase_mm.SASEResNet', depth=...)``): with
 ``load_from=DST`` for a classifier or detector, or as a detector backbone's
 ``init_cfg=dict(type='Pretrained', prefix='backbone.', checkpoint=DST)``.
-Key mapping: SASE-SPEC section 8 and
+Key mapping: docs/spec.md section 8 and
 ``sase_mm/models/backbones/reference_layout.py``.
 
 Usage::

@@ -1,7 +1,7 @@
 """Run a SASE architecture search (DARTS) from an mmengine config.
 
 SASE: Searching Architecture for Squeeze and Excitation operations
-(arXiv 2411.08333), SASE-SPEC section 3. The same shape as mmpretrain's
+(arXiv 2411.08333), docs/spec.md section 3. The same shape as mmpretrain's
 ``tools/train.py``; the search writes its genotype (``genotype.json``,
 ``genotype.py`` for a downstream ``_base_``) and pictures of alpha to the
 work dir, and prints the genotype and the held-out accuracy at the end.
@@ -64,7 +64,7 @@ def build_config(args) -> Config:
 def summary(runner) -> str:
     """The final genotype and held-out accuracy, as text (GenotypeHook has
     just logged the genotype's files)."""
-    from sase_mm.models.attention import Genotype
+    from sase_mm.models.sase import Genotype
     genotype = Genotype.from_alphas(tool_args.unwrap(runner.model).alphas)
     lines = [f'Searched genotype: {genotype}',
              f'  as a list: {list(genotype)}']

@@ -66,9 +66,9 @@ fi
 if ! check_self; then
     "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT" >/dev/null
 fi
-# The fused SASE block's CPU kernels (sase_mm/csrc): compiled on first use,
+# The fused SASE block's CPU kernels (sase_mm/models/sase/fast/csrc): compiled on first use,
 # about a minute, then cached; build them now so the first run is not slow.
-if ! (cd / && "$PY" -c "import sys; from sase_mm.ops import fused_kernels; \
+if ! (cd / && "$PY" -c "import sys; from sase_mm.models.sase.fast.kernels import fused_kernels; \
 sys.exit(0 if fused_kernels() is not None else 1)"); then
     echo "[setup] warning: the fused CPU kernels did not build (see above); SASE falls back to PyTorch operators" >&2
 fi

@@ -1,5 +1,5 @@
 # SASE ResNet-50 on ImageNet-1k from scratch (SASE, arXiv 2411.08333;
-# schedule: SASE-SPEC section 5): 100 epochs, 128 images per iteration
+# schedule: docs/spec.md section 5): 100 epochs, 128 images per iteration
 # (8 GPUs x 16), SGD lr 0.05 momentum 0.9 wd 1e-4, cosine to 0, standard
 # ResNet augmentation (random-resized crop 224, flip). Diff against
 # mmpretrain's ResNet-50 cosine config: backbone, batch and lr.

@@ -1,5 +1,5 @@
 # Mask R-CNN R50-FPN 1x with the SASE block after the last BN of every
-# bottleneck (SASE, arXiv 2411.08333; schedule: SASE-SPEC section 5).
+# bottleneck (SASE, arXiv 2411.08333; schedule: docs/spec.md section 5).
 # Diff against mmdetection's config: backbone, pretrained weights, batch / lr.
 
 # The SASE ResNet-50 trained on ImageNet (configs/imagenet/

@@ -1,4 +1,4 @@
-# SASE search (arXiv 2411.08333, SASE-SPEC section 3): DARTS, second order,
+# SASE search (arXiv 2411.08333, docs/spec.md section 3): DARTS, second order,
 # on CIFAR-10 with ResNet-20 + SASESearch after every basic block, one
 # shared (6, 7) alpha. The paper's hyper-parameters: 50 epochs, batch 128,
 # the 50,000 training images split 50/50 (weights / alpha); weights SGD

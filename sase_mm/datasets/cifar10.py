@@ -2,7 +2,7 @@
 
 SASE (arXiv 2411.08333) searches on CIFAR-10 with the 50,000 training images
 split in two halves, one for the weights and one for the architecture
-weights (SASE-SPEC section 3). This reads the "CIFAR-10 python version"
+weights (docs/spec.md section 3). This reads the "CIFAR-10 python version"
 (``cifar-10-batches-py``) from disk; it never downloads.
 
 The batches are pickles, so a crafted ``data_batch_1`` could run code when

@@ -2,7 +2,7 @@
 
 SASE (arXiv 2411.08333) searches with DARTS, which splits the training set
 into a half that trains the weights and a half that trains the architecture
-weights (SASE-SPEC section 3); a demo also holds out a part for testing. The
+weights (docs/spec.md section 3); a demo also holds out a part for testing. The
 split depends only on the size, the fractions and the seed, so every process
 and every resumed run sees the same parts.
 """

@@ -1,26 +1,25 @@
 """Pictures of the architecture weights of a SASE search.
 
 SASE (arXiv 2411.08333) searches one (6, 7) alpha: six edges of the block,
-seven candidate operations each (SASE-SPEC sections 1-3). Two figures show
+seven candidate operations each (docs/spec.md sections 1-3). Two figures show
 it: a heatmap of softmax(alpha) (edges x operations, each cell named, since
 every edge has its own operation set) and each edge's weights over the
 epochs. Drawn with matplotlib's object API on the Agg canvas (no pyplot,
 no display, the user's backend untouched) and written atomically.
 """
-import os
 from typing import Sequence
 
 import numpy as np
 
-from ..models.attention import EDGES
+from ..models.sase import EDGES
+from ..utils.atomic import atomic_open
 
 
 def _save_atomic(fig, path: str) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     FigureCanvasAgg(fig)
-    tmp = f'{path}.tmp'
-    fig.savefig(tmp, format='png', dpi=100, bbox_inches='tight')
-    os.replace(tmp, path)
+    with atomic_open(path, 'wb') as f:
+        fig.savefig(f, format='png', dpi=100, bbox_inches='tight')
 
 
 def plot_alpha_heatmap(probs, path: str, title: str = '') -> None:

@@ -3,7 +3,7 @@
 SASE (arXiv 2411.08333) searches its block with DARTS (Liu et al., ICLR
 2019): the training set is split in two halves, one for the weights and one
 for the architecture weights alpha, and each iteration takes one batch of
-each (SASE-SPEC section 3). In mmengine's idiom the loop only moves data:
+each (docs/spec.md section 3). In mmengine's idiom the loop only moves data:
 it zips the train-half and search-half dataloaders (both built by the
 runner, seeded, their samplers re-seeded every epoch) and hands
 ``dict(train=batch, search=batch)`` to the model's ``train_step``, which
@@ -14,12 +14,12 @@ import logging
 from typing import Dict, Union
 
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
 from mmengine.runner import EpochBasedTrainLoop
 from torch.utils.data import DataLoader
 
 from ..registry import LOOPS
+from ..utils.unwrap import unwrap_model
 
 
 def _set_epoch(loader: DataLoader, epoch: int) -> None:
@@ -118,11 +118,9 @@ class DARTSLoop(EpochBasedTrainLoop):
         """One search iteration on ``dict(train=..., search=...)``."""
         self.runner.call_hook('before_train_iter', batch_idx=idx,
                               data_batch=data_batch)
-        model = self.runner.model
         # The search model synchronises its own gradients across ranks
         # (DDP's hooks do not see torch.autograd.grad), so call it unwrapped.
-        if is_model_wrapper(model):
-            model = model.module
+        model = unwrap_model(self.runner.model)
         outputs = model.train_step(data_batch,
                                    optim_wrapper=self.runner.optim_wrapper)
         self.runner.call_hook('after_train_iter', batch_idx=idx,

@@ -1,7 +1,7 @@
 """GenotypeHook: records the architecture of a SASE search every epoch.
 
 SASE (arXiv 2411.08333): the searched block is the argmax of each row of the
-shared (6, 7) alpha (SASE-SPEC section 3). Every ``interval`` epochs this
+shared (6, 7) alpha (docs/spec.md section 3). Every ``interval`` epochs this
 hook logs the genotype and softmax(alpha) (logger, and every visualizer
 backend through ``add_scalars``) and writes, atomically, in ``out_dir``
 (default: the work dir):
@@ -24,22 +24,16 @@ from typing import List, Optional
 import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
-from ..models.attention import EDGES, Genotype
+from ..models.sase import EDGES, Genotype
 from ..registry import HOOKS
+from ..utils.atomic import atomic_write_text
+from ..utils.unwrap import unwrap_model
 from .alpha_plots import plot_alpha_heatmap, plot_alpha_history
 
 FILES = dict(json='genotype.json', config='genotype.py',
              heatmap='alphas_heatmap.png', history='alphas_history.png',
              history_json='alphas_history.json')
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def alpha_table(probs: torch.Tensor) -> str:
@@ -75,8 +69,7 @@ class GenotypeHook(Hook):
 
     @staticmethod
     def _alphas(runner) -> torch.Tensor:
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        model = unwrap_model(runner.model)
         if not isinstance(getattr(model, 'alphas', None), torch.Tensor):
             raise TypeError(f'GenotypeHook needs a search model with '
                             f'`alphas` (e.g. sase_mm.DARTSSearch), got '
@@ -114,18 +107,18 @@ class GenotypeHook(Hook):
     def _write(self, runner, epoch, genotype, alphas, probs) -> None:
         paths = self.paths(runner)
         os.makedirs(os.path.dirname(paths['json']), exist_ok=True)
-        _write_atomic(paths['json'], json.dumps(dict(
+        atomic_write_text(paths['json'], json.dumps(dict(
             genotype=genotype.to_dict(), reference=genotype.to_pairs(),
             epoch=epoch, alphas=alphas.tolist(),
             softmax_alphas=probs.tolist()), indent=2))
-        _write_atomic(paths['config'], (
+        atomic_write_text(paths['config'], (
             f'# SASE searched genotype, epoch {epoch} '
             f'({runner.experiment_name}).\n'
             f'# Use: _base_ = [\'{paths["config"]}\'] and attn_cfg=dict('
             f'type=\'sase_mm.SASE\', genotype={{{{_base_.genotype}}}})\n'
             + genotype.to_config()))
         history = sorted(self.history)
-        _write_atomic(paths['history_json'], json.dumps(
+        atomic_write_text(paths['history_json'], json.dumps(
             dict(edges=[e.name for e in EDGES],
                  ops=[list(e.op_set.names) for e in EDGES],
                  epochs=[h[0] for h in history],

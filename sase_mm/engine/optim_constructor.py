@@ -2,19 +2,19 @@
 
 SASE (arXiv 2411.08333), DARTS (Liu et al., ICLR 2019): the network weights
 and the architecture weights alpha are optimised by different optimizers on
-different halves of the data (SASE-SPEC section 3: SGD 0.025 / 0.9 / 5e-4
+different halves of the data (docs/spec.md section 3: SGD 0.025 / 0.9 / 5e-4
 with gradient clipping 5 on the weights; Adam 3e-4, betas (0.5, 0.999),
 weight decay 1e-3 on alpha). This constructor builds
 ``OptimWrapperDict(weights=..., alphas=...)`` from one config each.
 """
 import copy
 
-from mmengine.model import is_model_wrapper
 from mmengine.optim import (DefaultOptimWrapperConstructor,
                             OptimWrapperDict)
 from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS, DefaultScope
 
 from ..registry import OPTIM_WRAPPER_CONSTRUCTORS
+from ..utils.unwrap import unwrap_model
 
 KEYS = ('weights', 'alphas')
 
@@ -68,8 +68,7 @@ class DARTSOptimWrapperConstructor:
             return self._build(model)
 
     def _build(self, model) -> OptimWrapperDict:
-        if is_model_wrapper(model):
-            model = model.module
+        model = unwrap_model(model)
         if not hasattr(model, 'arch_parameters') or not hasattr(
                 model, 'supernet'):
             raise TypeError(

@@ -11,8 +11,7 @@ file, the config key that points at it, and what was expected.
 import os
 import os.path as osp
 import re
-from collections import defaultdict
-from typing import Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Iterator, List, Mapping, Optional, Tuple
 
 import torch.nn as nn
 
@@ -34,14 +33,7 @@ DATA_LAYOUTS = {
         'val/ both hold\n     one folder per class, all 1000 of them)'),
 }
 
-_BLOCKS_TO_DEPTH = {
-    ('BasicBlock', (2, 2, 2, 2)): 18,
-    ('BasicBlock', (3, 4, 6, 3)): 34,
-    ('Bottleneck', (3, 4, 6, 3)): 50,
-    ('Bottleneck', (3, 4, 23, 3)): 101,
-    ('Bottleneck', (3, 8, 36, 3)): 152,
-}
-# Submodules of a plain ResNet block; anything else in a block is attention.
+_BLOCK_PART_RE = re.compile(r'^layer\d+\.\d+\.([^.]+)\.')
 _PLAIN_BLOCK_PARTS = {'conv1', 'conv2', 'conv3', 'bn1', 'bn2', 'bn3',
                       'downsample'}
 
@@ -189,19 +181,19 @@ def check_pretrained_exists(cfg) -> None:
 
 def _describe_resnet(keys) -> str:
     """'ResNet-101 (Bottleneck, blocks per stage (3, 4, 23, 3)) with
-    `attention` in its blocks', read off state-dict keys."""
-    blocks: Dict[int, set] = defaultdict(set)
-    parts = set()
-    for k in keys:
-        m = re.search(r'(?:^|backbone\.)layer(\d+)\.(\d+)\.([^.]+)\.', k)
-        if m:
-            blocks[int(m.group(1))].add(int(m.group(2)))
-            parts.add(m.group(3))
-    if not blocks:
+    `attention` in its blocks', read off state-dict keys (the converter's
+    reader, ``reference_layout.infer_arch``)."""
+    from ..models.backbones.reference_layout import (ConversionError,
+                                                     depth_of, infer_arch)
+    keys = [k[len('backbone.'):] if k.startswith('backbone.') else k
+            for k in keys]
+    try:
+        block, per_stage = infer_arch(keys)
+    except ConversionError:
         return 'no ResNet stages (`layerI.J.*` keys)'
-    per_stage = tuple(len(blocks[i]) for i in sorted(blocks))
-    kind = 'Bottleneck' if 'conv3' in parts else 'BasicBlock'
-    depth = _BLOCKS_TO_DEPTH.get((kind, per_stage))
+    parts = {m.group(1) for m in map(_BLOCK_PART_RE.match, keys) if m}
+    kind = 'Bottleneck' if block == 'bottleneck' else 'BasicBlock'
+    depth = depth_of(block, per_stage)
     name = f'ResNet-{depth}' if depth else 'a ResNet'
     extra = sorted(parts - _PLAIN_BLOCK_PARTS)
     attn = (f'with {", ".join(f"`{e}`" for e in extra)} modules in its '

@@ -12,9 +12,10 @@ import os.path as osp
 from typing import List, Optional
 
 from mmengine.config import Config, DictAction
-from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from .unwrap import unwrap_model
 
 
 def add_common_args(parser: argparse.ArgumentParser, work_dir_help: str,
@@ -105,6 +106,4 @@ def run_main(main, argv=None):
         sys.exit(1)
 
 
-def unwrap(model):
-    """The model inside a DDP-style wrapper (or the model itself)."""
-    return model.module if is_model_wrapper(model) else model
+unwrap = unwrap_model  # the tools' name for it

@@ -1,6 +1,6 @@
 """Every config under configs/ loads and builds; the SASE (arXiv 2411.08333)
 downstream configs also run one loss-mode forward on CPU and follow the
-paper's schedules (SASE-SPEC section 5); the baselines differ from the SASE
+paper's schedules (docs/spec.md section 5); the baselines differ from the SASE
 configs in the attention block alone; a downstream project inherits them
 through ``sase_mm::``."""
 import copy
@@ -139,7 +139,7 @@ def test_no_weights_are_downloaded(rel):
         assert not osp.isabs(init['checkpoint'])
 
 
-PAPER_DETECTION = {  # (depth, total batch, lr): SASE-SPEC section 5
+PAPER_DETECTION = {  # (depth, total batch, lr): docs/spec.md section 5
     'faster_rcnn/sase_r50_fpn_1x_coco.py': (50, 8, 0.01),
     'faster_rcnn/sase_r101_fpn_1x_coco.py': (101, 4, 0.005),
     'mask_rcnn/sase_r50_fpn_1x_coco.py': (50, 8, 0.01),

@@ -1,5 +1,5 @@
 """DARTSLoop + DARTSOptimWrapperConstructor + GenotypeHook on a Runner
-built from a dict (SASE, arXiv 2411.08333; SASE-SPEC section 3): both
+built from a dict (SASE, arXiv 2411.08333; docs/spec.md section 3): both
 parameter sets move, the genotype files are written and agree with
 argmax(alpha), the alpha lr stays constant, and a stopped search resumes
 exactly."""
@@ -17,7 +17,7 @@ from mmengine.optim import OptimWrapperDict
 from mmengine.runner import Runner
 
 from sase_mm.engine import DARTSLoop, GenotypeHook
-from sase_mm.models.attention import Genotype
+from sase_mm.models.sase import Genotype
 
 from sase_mm.utils import load_checkpoint
 

@@ -7,7 +7,7 @@ import os
 import pytest
 from data_utils import payloads
 
-from sase_mm.models.attention import SASE, SASE_PAPER_GENOTYPE, Genotype
+from sase_mm.models.sase import SASE, SASE_PAPER_GENOTYPE, Genotype
 
 PAPER = list(SASE_PAPER_GENOTYPE)
 

@@ -40,7 +40,7 @@ def run_api(kind: str, path: str):
                           init_cfg=dict(type='Pretrained',
                                         checkpoint=path))).init_weights()
     else:
-        from sase_mm.models.attention import SASE
+        from sase_mm.models.sase import SASE
         SASE(16, genotype=path)
     return 0
 

@@ -1,5 +1,5 @@
 """tools/analysis/complexity.py: parameters and FLOPs of a config's model,
-checked against the SASE paper's counts (arXiv 2411.08333; SASE-SPEC
+checked against the SASE paper's counts (arXiv 2411.08333; docs/spec.md
 section 6)."""
 import json
 import math

@@ -1,9 +1,9 @@
 """tools/convert_reference_checkpoint.py on reference-layout checkpoints.
 
 SASE (arXiv 2411.08333). The authors' checkpoints are synthesised here from
-the key layout of SASE-SPEC section 8: a torchvision ResNet-50 whose
+the key layout of docs/spec.md section 8: a torchvision ResNet-50 whose
 Bottlenecks carry an ``attention`` module written below from the spec (its
-forward follows the block numerics of SASE-SPEC sections 1-2), and an mmdet
+forward follows the block numerics of docs/spec.md sections 1-2), and an mmdet
 detector whose backbone is that ResNet under ``backbone.``. The converted
 checkpoints must load strictly into this project's models and give the
 outputs of the reference model with the same weights.
@@ -30,7 +30,7 @@ X = (1, 3, 64, 64)
 
 
 # ---------------------------------------------------------------------------
-# The reference layout (SASE-SPEC section 8), written from the spec.
+# The reference layout (docs/spec.md section 8), written from the spec.
 # ---------------------------------------------------------------------------
 class RefGapGmp(nn.Module):
     """_ops.0: [GAP, GMP] per channel -> Conv(2 -> 1, 1x1) -> ReLU."""
@@ -324,7 +324,7 @@ def test_not_a_resnet_checkpoint(tmp_path):
 
 def test_reference_numerics_reused_by_our_block():
     """Our SASE block and the reference block agree with the same weights."""
-    from sase_mm.models.attention import SASE
+    from sase_mm.models.sase import SASE
     from sase_mm.models.backbones.reference_layout import \
         REFERENCE_ATTENTION_KEYS
     ref = randomise_(RefAttention(64), (2, 64, 5, 6))

@@ -1,5 +1,5 @@
 """tools/search.py and the search configs (SASE, arXiv 2411.08333;
-SASE-SPEC section 3): the paper's hyper-parameters, the digits demo shrunk
+docs/spec.md section 3): the paper's hyper-parameters, the digits demo shrunk
 to seconds, resuming from the command line, and missing CIFAR data."""
 import os.path as osp
 
@@ -8,7 +8,7 @@ import torch
 from data_utils.tool_runs import REPO, config_path, load_tool
 from mmengine.config import Config
 
-from sase_mm.models.attention import Genotype
+from sase_mm.models.sase import Genotype
 
 CIFAR = config_path('search/sase_r20_cifar10.py')
 DIGITS = config_path('search/sase_r20_digits.py')

@@ -2,7 +2,7 @@
 
 For every attention type (default: the zoo and SASE) this builds a ResNet
 (1000 classes unless told otherwise) with the module after the last BN of
-every residual block, before the shortcut add (SASE-SPEC section 4), and
+every residual block, before the shortcut add (docs/spec.md section 4), and
 prints the total parameter count, the count added to the plain ResNet, and
 the paper's figure where the SASE paper (arXiv 2411.08333) gives one.
 

@@ -1,7 +1,7 @@
 """Parameters and FLOPs of the model a config builds (sase_mm).
 
 For checking the SASE models (arXiv 2411.08333) against the paper's
-parameter counts (SASE-SPEC section 6). Counts with mmengine's
+parameter counts (docs/spec.md section 6). Counts with mmengine's
 ``get_model_complexity_info`` (FLOPs: multiply-adds traced at one input
 size; ops without a counter, e.g. mmcv's RoIAlign and NMS, count 0) and
 splits the parameters into backbone and attention blocks.

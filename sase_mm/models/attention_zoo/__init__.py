@@ -22,5 +22,5 @@ from .ssa import SSA
 ZOO = ('SE', 'SSA', 'ECA', 'CBAM', 'SRM', 'GCT', 'GSoP', 'MCA', 'EAN',
        'GatedCT')
 
-__all__ = ['CBAM', 'EAN', 'ECA', 'GCT', 'GatedCT', 'GSoP', 'MCA', 'SE', 'SRM', 'SSA',
-           'ZOO', 'eca_kernel_size']
+__all__ = ['CBAM', 'EAN', 'ECA', 'GCT', 'GatedCT', 'GSoP', 'MCA', 'SE', 'SRM',
+           'SSA', 'ZOO', 'eca_kernel_size']

@@ -20,14 +20,14 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ...registry import MODELS
-from ..attention.operations import C, HW
-from ..attention.stats import FeatureStats
-from ..utils.arg_checks import LatentChannels, check_int
+from ..layers.arg_checks import LatentChannels, check_int
+from ..layers.dims import C_DIMS, HW_DIMS
+from ..layers.registration import register_model
+from ..layers.statistics import FeatureStats
 from .se import hidden_width
 
 
-@MODELS.register_module()
+@register_model
 class CBAM(nn.Module):
     """Convolutional Block Attention Module (channel, then spatial).
 
@@ -61,13 +61,14 @@ class CBAM(nn.Module):
     def channel_map(self, x: torch.Tensor) -> torch.Tensor:
         """Mc: (B, C, H, W) -> (B, C, 1, 1)."""
         s = FeatureStats(x)
-        return torch.sigmoid(self.mlp(s.mean(HW)) + self.mlp(s.amax(HW)))
+        return torch.sigmoid(self.mlp(s.mean(HW_DIMS)) +
+                             self.mlp(s.amax(HW_DIMS)))
 
     def spatial_map(self, x: torch.Tensor) -> torch.Tensor:
         """Ms: (B, C, H, W) -> (B, 1, H, W)."""
         s = FeatureStats(x)
-        return torch.sigmoid(self.spatial(torch.cat([s.mean(C), s.amax(C)],
-                                                    dim=1)))
+        pooled = torch.cat([s.mean(C_DIMS), s.amax(C_DIMS)], dim=1)
+        return torch.sigmoid(self.spatial(pooled))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""

@@ -33,12 +33,12 @@ Parameters: 2C (GroupNorm affine) + 2C (scale, shift).
 import torch
 import torch.nn as nn
 
-from ...registry import MODELS
-from ..attention.operations import ChannelAffine
-from ..utils.arg_checks import check_int
+from ..layers.arg_checks import check_int
+from ..layers.excitation import ChannelAffine
+from ..layers.registration import register_model
 
 
-@MODELS.register_module()
+@register_model
 class EAN(nn.Module):
     """Efficient Attention guided by Normalization (reconstruction).
 

@@ -18,9 +18,11 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ...registry import MODELS
-from ..attention.operations import HW, Conv1dChain, MeanPool
-from ..utils.arg_checks import check_int
+from ..layers.arg_checks import check_int
+from ..layers.dims import HW_DIMS
+from ..layers.excitation import Conv1dChain
+from ..layers.registration import register_model
+from ..layers.squeeze import MeanPool
 
 
 def eca_kernel_size(channels: int, gamma: float = 2, b: float = 1) -> int:
@@ -29,7 +31,7 @@ def eca_kernel_size(channels: int, gamma: float = 2, b: float = 1) -> int:
     return t if t % 2 else t + 1
 
 
-@MODELS.register_module()
+@register_model
 class ECA(nn.Module):
     """Efficient Channel Attention.
 
@@ -50,7 +52,7 @@ class ECA(nn.Module):
             raise ValueError(f'kernel_size must be odd (the conv keeps the '
                              f'channel count), got {kernel_size}')
         self.kernel_size = kernel_size
-        self.squeeze = MeanPool(HW)
+        self.squeeze = MeanPool(HW_DIMS)
         self.excite = Conv1dChain(kernel_size, depth=1)  # includes sigmoid
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

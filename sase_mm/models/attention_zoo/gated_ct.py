@@ -21,11 +21,11 @@ related work calls this module GCT-Net, and EAN builds on it.
 import torch
 import torch.nn as nn
 
-from ...registry import MODELS
-from ..utils.arg_checks import check_choice, check_int
+from ..layers.arg_checks import check_choice, check_int
+from ..layers.registration import register_model
 
 
-@MODELS.register_module()
+@register_model
 class GatedCT(nn.Module):
     """Gated Channel Transformation.
 

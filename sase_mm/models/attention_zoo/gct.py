@@ -19,12 +19,13 @@ GCT, is ``sase_mm.GatedCT``.
 import torch
 import torch.nn as nn
 
-from ...registry import MODELS
-from ..attention.operations import HW, MeanPool
-from ..utils.arg_checks import check_int
+from ..layers.arg_checks import check_int
+from ..layers.dims import HW_DIMS
+from ..layers.registration import register_model
+from ..layers.squeeze import MeanPool
 
 
-@MODELS.register_module()
+@register_model
 class GCT(nn.Module):
     """Gaussian Context Transformer (GCT-B0, parameter-free).
 
@@ -42,7 +43,7 @@ class GCT(nn.Module):
             raise ValueError(f'c and eps must be > 0, got c={c!r}, '
                              f'eps={eps!r}')
         self.c, self.eps = float(c), float(eps)
-        self.gap = MeanPool(HW)
+        self.gap = MeanPool(HW_DIMS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""

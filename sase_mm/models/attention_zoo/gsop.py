@@ -20,9 +20,9 @@ per row and a bias. Parameters per block: C c' + c' (reduce) + 2c' (BN) +
 import torch
 import torch.nn as nn
 
-from ...registry import MODELS
-from ..attention.operations import CovRowConv
-from ..utils.arg_checks import check_int
+from ..layers.arg_checks import check_int
+from ..layers.registration import register_model
+from ..layers.squeeze import CovRowConv
 
 
 class GSoPRowConv(CovRowConv):
@@ -37,7 +37,7 @@ class GSoPRowConv(CovRowConv):
                                   bias=True)
 
 
-@MODELS.register_module()
+@register_model
 class GSoP(nn.Module):
     """GSoP-Net's second-order channel attention block.
 

@@ -28,14 +28,14 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ...registry import MODELS
-from ..attention.operations import HW
-from ..attention.stats import FeatureStats
-from ..utils.arg_checks import check_choice, check_int
+from ..layers.arg_checks import check_choice, check_int
+from ..layers.dims import HW_DIMS
+from ..layers.registration import register_model
+from ..layers.statistics import FeatureStats
 from .eca import eca_kernel_size
 
 
-@MODELS.register_module()
+@register_model
 class MCA(nn.Module):
     """Moment Channel Attention.
 
@@ -72,12 +72,12 @@ class MCA(nn.Module):
     def moment(self, s: FeatureStats, name: str) -> torch.Tensor:
         """One per-channel moment over H, W: (B, C, 1, 1)."""
         if name == 'mean':
-            return s.mean(HW)
+            return s.mean(HW_DIMS)
         if name == 'var':
-            return s.var(HW)
+            return s.var(HW_DIMS)
         if name == 'std':
-            return (s.var(HW) + self.eps).sqrt()
-        return s.third_moment(HW) * (s.var(HW) + self.eps).pow(-1.5)
+            return (s.var(HW_DIMS) + self.eps).sqrt()
+        return s.third_moment(HW_DIMS) * (s.var(HW_DIMS) + self.eps).pow(-1.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""

@@ -1,7 +1,7 @@
 """SE: the Squeeze-and-Excitation block.
 
-Hu, Shen and Sun, "Squeeze-and-Excitation Networks", CVPR 2018 (section 3;
-``senet-paper-excerpt.txt``): squeeze by global average pooling, excite with
+Hu, Shen and Sun, "Squeeze-and-Excitation Networks", CVPR 2018 (section
+3): squeeze by global average pooling, excite with
 two fully connected layers around a ReLU (reduction ratio r = 16), a sigmoid,
 and rescale the channels::
 
@@ -16,10 +16,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...registry import MODELS
-from ..attention.operations import HW, MeanPool
-from ..utils.arg_checks import (LatentChannels, check_int,
+from ..layers.arg_checks import (LatentChannels, check_int,
                                 resolve_latent_channels)
+from ..layers.dims import HW_DIMS
+from ..layers.registration import register_model
+from ..layers.squeeze import MeanPool
 
 
 def hidden_width(in_channels: int, reduction: int,
@@ -35,7 +36,7 @@ def hidden_width(in_channels: int, reduction: int,
     return max(1, in_channels // check_int('reduction', reduction))
 
 
-@MODELS.register_module()
+@register_model
 class SE(nn.Module):
     """Squeeze-and-Excitation channel attention.
 
@@ -54,7 +55,7 @@ class SE(nn.Module):
         super().__init__()
         self.in_channels = check_int('in_channels', in_channels)
         hidden = hidden_width(in_channels, reduction, latent_channels)
-        self.squeeze = MeanPool(HW)
+        self.squeeze = MeanPool(HW_DIMS)
         self.reduce = nn.Conv2d(in_channels, hidden, 1)
         self.expand = nn.Conv2d(hidden, in_channels, 1)
 

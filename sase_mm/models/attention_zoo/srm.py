@@ -17,13 +17,13 @@ The std is the unbiased one (divides by HW - 1), as in the authors' code
 import torch
 import torch.nn as nn
 
-from ...registry import MODELS
-from ..attention.operations import HW
-from ..attention.stats import FeatureStats
-from ..utils.arg_checks import check_int
+from ..layers.arg_checks import check_int
+from ..layers.dims import HW_DIMS
+from ..layers.registration import register_model
+from ..layers.statistics import FeatureStats
 
 
-@MODELS.register_module()
+@register_model
 class SRM(nn.Module):
     """Style-based Recalibration Module.
 
@@ -44,6 +44,7 @@ class SRM(nn.Module):
         """x: (B, C, H, W) -> (B, C, H, W)."""
         b, c = x.shape[:2]
         s = FeatureStats(x)
-        u = torch.cat([s.mean(HW), s.std_unbiased(HW)], dim=-1)  # (B,C,1,2)
+        # (B, C, 1, 2): the style of each channel.
+        u = torch.cat([s.mean(HW_DIMS), s.std_unbiased(HW_DIMS)], dim=-1)
         z = self.bn(self.cfc(u.view(b, c, 2)))  # (B, C, 1)
         return x * torch.sigmoid(z).view(b, c, 1, 1)

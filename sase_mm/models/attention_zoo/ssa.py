@@ -1,6 +1,6 @@
 """SSA: the Squash and Spatial Attention module.
 
-SSANet: Squash and Spatial Attention Networks (``ssanet-paper.txt``,
+SSANet: Squash and Spatial Attention Networks (the SSANet paper,
 section 3). The squash (global pooling, average by default) gives one value
 per channel; these values weight a sum over the channels into a saliency map,
 which is batch-normalised and squashed by a sigmoid; the map rescales every
@@ -17,13 +17,14 @@ layers").
 import torch
 import torch.nn as nn
 
-from ...registry import MODELS
-from ..attention.operations import HW, MeanPool
-from ..attention.stats import FeatureStats
-from ..utils.arg_checks import check_choice, check_int
+from ..layers.arg_checks import check_choice, check_int
+from ..layers.dims import HW_DIMS
+from ..layers.registration import register_model
+from ..layers.squeeze import MeanPool
+from ..layers.statistics import FeatureStats
 
 
-@MODELS.register_module()
+@register_model
 class SSA(nn.Module):
     """Squash and Spatial Attention.
 
@@ -39,13 +40,13 @@ class SSA(nn.Module):
         super().__init__()
         self.in_channels = check_int('in_channels', in_channels)
         self.pool = check_choice('pool', pool, self.POOLS)
-        self.squash = MeanPool(HW) if pool == 'avg' else None
+        self.squash = MeanPool(HW_DIMS) if pool == 'avg' else None
         self.bn = nn.BatchNorm2d(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""
         cam = (self.squash(x) if self.squash is not None else
-               FeatureStats(x).amax(HW))  # (B, C, 1, 1)
+               FeatureStats(x).amax(HW_DIMS))  # (B, C, 1, 1)
         sam = (cam * x).sum(dim=1, keepdim=True)  # (B, 1, H, W)
         return x * torch.sigmoid(self.bn(sam))
 

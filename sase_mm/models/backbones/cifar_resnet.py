@@ -1,7 +1,7 @@
 """The CIFAR ResNet (depth 6n + 2) with an attention slot in every block.
 
 SASE: Searching Architecture for Squeeze and Excitation operations
-(arXiv 2411.08333) searches its block on ResNet-20 / CIFAR-10 (SASE-SPEC
+(arXiv 2411.08333) searches its block on ResNet-20 / CIFAR-10 (docs/spec.md
 section 3); the network is He et al.'s CIFAR ResNet (Deep Residual Learning,
 CVPR 2016, section 4.2): conv3x3(3 -> 16), BN, ReLU; three stages of n
 BasicBlocks with 16, 32, 64 channels and strides 1, 2, 2; a 1x1 conv + BN
@@ -13,8 +13,6 @@ shortcut add. During a search every block's ``SASESearch`` reads one shared
 ``forward(x, weights)`` (DARTS's ``cell(s0, s1, weights)`` idiom) so that the
 search model, the alpha's single owner, computes ``softmax(alpha)`` once.
 """
-import copy
-import inspect
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -22,8 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...registry import MODELS
-from ..attention import SASESearch, init_alphas
-from .attention_slot import attention_class, build_attention, takes_alphas
+from ..layers.builder import build_attention, is_searchable
+from ..sase.supernet import init_alphas
 
 __all__ = ['CifarBasicBlock', 'CifarResNet']
 
@@ -56,13 +54,11 @@ class CifarBasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1,
                                bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
-        if attn_cfg is not None and spatial_size is not None and \
-                'spatial_size' not in attn_cfg and 'spatial_size' in \
-                inspect.signature(attention_class(attn_cfg)).parameters:
-            attn_cfg = dict(copy.deepcopy(attn_cfg), spatial_size=spatial_size)
-        self.attention = build_attention(attn_cfg, out_channels, alphas)
+        extra = {} if spatial_size is None else dict(spatial_size=spatial_size)
+        self.attention = build_attention(attn_cfg, out_channels, alphas,
+                                         **extra)
         # Only searchable blocks take the mixing weights in forward.
-        self._attn_takes_weights = isinstance(self.attention, SASESearch)
+        self._attn_takes_weights = is_searchable(self.attention)
         if stride != 1 or in_channels != out_channels:
             self.downsample = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
@@ -130,7 +126,7 @@ class CifarResNet(nn.Module):
         self.depth = depth
         self.num_classes = num_classes
         self.out_indices = tuple(out_indices)
-        searchable = takes_alphas(attn_cfg)
+        searchable = is_searchable(attn_cfg)
         if searchable and alphas is None:
             alphas = init_alphas()
             self.alphas = alphas  # this network is the owner
@@ -174,7 +170,7 @@ class CifarResNet(nn.Module):
     def arch_alphas(self) -> Optional[nn.Parameter]:
         """The shared alpha the searchable blocks read (None if none)."""
         for m in self.modules():
-            if isinstance(m, SASESearch):
+            if is_searchable(m):
                 return m.arch_alphas
         return None
 

@@ -3,7 +3,7 @@
 SASE: Searching Architecture for Squeeze and Excitation operations
 (arXiv 2411.08333). The authors' ImageNet models are torchvision ResNets
 whose Bottleneck has an ``attention`` submodule; their detectors are mmdet
-ResNets (keys under ``backbone.``) with the same submodule (SASE-SPEC
+ResNets (keys under ``backbone.``) with the same submodule (docs/spec.md
 section 8). This module maps them to the keys of :class:`SASEResNet`:
 
 * ImageNet: ``<torchvision key>`` -> ``backbone.<key>``, ``fc.*`` ->
@@ -29,7 +29,7 @@ import torch
 from ...utils.atomic import atomic_torch_save
 
 # Reference key under ``attention.`` -> our SASE block's key (the paper's
-# searched block; SASE-SPEC sections 4 and 8).
+# searched block; docs/spec.md sections 4 and 8).
 REFERENCE_ATTENTION_KEYS: Dict[str, str] = OrderedDict([
     ('_ops.0.mixer.mixer.0.weight', 'edges.0.merge.weight'),  # GAP+GMP
     ('_ops.1.0.weight', 'edges.1.reduce.weight'),  # FC reduce
@@ -221,7 +221,7 @@ def convert_state_dict(sd: Mapping[str, torch.Tensor],
     missing = [k for k in expected if k not in converted]
     if unknown or missing:
         hint = ('' if not any(f'.{ATTENTION}.' in k for k in unknown) else
-                '. Known attention keys (the searched block, SASE-SPEC '
+                '. Known attention keys (the searched block, docs/spec.md '
                 f'section 8): {", ".join(REFERENCE_ATTENTION_KEYS)}')
         raise ConversionError(
             f'cannot convert this ResNet-{found} '

@@ -4,7 +4,7 @@ SASE: Searching Architecture for Squeeze and Excitation operations
 (arXiv 2411.08333); ResNet: Deep Residual Learning for Image Recognition
 (He et al., CVPR 2016). The searched block (or any attention plug-in) sits
 after the last BN of every residual block, before the shortcut add
-(SASE-SPEC section 4; mmdet's plug-in position ``after_conv3``)::
+(docs/spec.md section 4; mmdet's plug-in position ``after_conv3``)::
 
     out = relu(drop_path(attention(bn3(conv3(...)))) + shortcut(x))
 
@@ -28,8 +28,8 @@ import torch.utils.checkpoint as cp
 from mmpretrain.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 
 from ...registry import MODELS
-from ..attention import init_alphas
-from .attention_slot import DEFAULT_ATTN_CFG, build_attention, takes_alphas
+from ..layers.builder import DEFAULT_ATTN_CFG, build_attention, is_searchable
+from ..sase.supernet import init_alphas
 
 
 class _AttentionSlot:
@@ -145,7 +145,7 @@ class SASEResNet(ResNet):
         # Created before ResNet.__init__ builds the blocks (which need it) and
         # registered right after, when nn.Module can hold parameters. A tuple
         # keeps nn.Module.__setattr__ from refusing it before __init__.
-        self._alpha_holder = (init_alphas(), ) if takes_alphas(
+        self._alpha_holder = (init_alphas(), ) if is_searchable(
             self.attn_cfg) else (None, )
         super().__init__(depth, **kwargs)
         if self._alpha_holder[0] is not None:

@@ -2,7 +2,7 @@
 
 SASE: Searching Architecture for Squeeze and Excitation operations
 (arXiv 2411.08333), searched with DARTS (Liu et al., Differentiable
-Architecture Search, ICLR 2019). SASE-SPEC section 3 states the algorithm;
+Architecture Search, ICLR 2019). docs/spec.md section 3 states the algorithm;
 this module is its mmengine form: the loop (``DARTSLoop``) hands
 ``train_step`` one batch of each half of the training set, and
 ``train_step`` does one search iteration:
@@ -46,8 +46,8 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
 from torch.func import functional_call
 
 from ...registry import MODELS
-from ..attention import Genotype, init_alphas
-from ..attention.arch_params import ALPHA_INIT_STD
+from ..sase import Genotype
+from ..sase.supernet import ALPHA_INIT_STD, init_alphas
 from .grad_sync import all_reduce_grads_, all_reduce_mean
 
 Batch = Dict[str, torch.Tensor]
@@ -164,7 +164,7 @@ class DARTSSearch(BaseModel):
     def train_step(self, data: Dict[str, Batch],
                    optim_wrapper: OptimWrapperDict) -> Dict[str, torch.Tensor]:
         """One search iteration: alpha step on ``data['search']``, then a
-        weight step on ``data['train']`` (SASE-SPEC section 3).
+        weight step on ``data['train']`` (docs/spec.md section 3).
 
         Args:
             data: ``dict(train=batch, search=batch)``, as ``DARTSLoop``
@@ -281,7 +281,7 @@ class DARTSSearch(BaseModel):
         # d w'/d alpha = -xi * d^2 L_train / (d w d alpha): the product with
         # v by a central difference of grad_alpha L_train at w +- eps * u,
         # u = xi * v (xi per parameter group; for one lr this is exactly
-        # SASE-SPEC's eps = 0.01 / ||v|| with the factor xi outside).
+        # docs/spec.md's eps = 0.01 / ||v|| with the factor xi outside).
         with torch.no_grad():
             u = [lr * t for lr, t in zip(lrs, v)]
             norm = torch.sqrt(sum((t * t).sum() for t in u))

@@ -2,11 +2,12 @@
 
 ``insert_attention`` adds any registered attention module after every
 ``nn.Conv2d`` of an arbitrary torch model (the architecture-agnostic SE
-method card, ``se-method-card.txt``); ``WithAttention`` does the same from a
+method card, docs/attention_zoo.md); ``WithAttention`` does the same from a
 config (``type='sase_mm.WithAttention'``).
 """
-from .arg_checks import (check_choice, check_int, check_latent_channels,
-                         resolve_latent_channels)
+from ..layers.arg_checks import (check_choice, check_int,
+                                 check_latent_channels,
+                                 resolve_latent_channels)
 from .insert_attention import (Conv2dWithAttention, insert_attention,
                                qualifying_convs)
 from .with_attention import WithAttention

@@ -1,7 +1,7 @@
 """Architecture-agnostic attention insertion: a module after every Conv2d.
 
 Method: the architecture-agnostic Squeeze-and-Excitation method card
-(``se-method-card.txt``, after SE: Hu, Shen and Sun, "Squeeze-and-Excitation
+(docs/attention_zoo.md, after SE: Hu, Shen and Sun, "Squeeze-and-Excitation
 Networks", CVPR 2018). Instead of fixed points of a known architecture, an
 attention module follows every ``nn.Conv2d`` of an arbitrary model whose
 output has at least ``min_channels`` channels; ``latent_channels`` sets the
@@ -23,8 +23,9 @@ from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ...registry import MODELS
-from .arg_checks import LatentChannels, check_int, check_latent_channels
+from ..layers.arg_checks import (LatentChannels, check_int,
+                                 check_latent_channels)
+from ..layers.builder import attention_class, build_attention
 
 # The method card's suggested values.
 DEFAULT_LATENT_CHANNELS = 64
@@ -101,21 +102,10 @@ def qualifying_convs(model: nn.Module, min_channels: int = DEFAULT_MIN_CHANNELS
 
 
 def _attention_class(attn_cfg: Mapping):
-    if not isinstance(attn_cfg, Mapping) or 'type' not in attn_cfg:
-        raise TypeError(f"attn_cfg must be a dict with a 'type' key, e.g. "
-                        f"dict(type='sase_mm.SE'); got {attn_cfg!r}")
-    if 'in_channels' in attn_cfg:
+    if isinstance(attn_cfg, Mapping) and 'in_channels' in attn_cfg:
         raise ValueError("attn_cfg must not set 'in_channels': it is taken "
                          "from each conv's out_channels")
-    kind = attn_cfg['type']
-    if inspect.isclass(kind):
-        return kind
-    cls = MODELS.get(kind)
-    if cls is None:
-        from ..attention_zoo import ZOO
-        raise KeyError(f'attention type {kind!r} is not registered; e.g. '
-                       + ', '.join(f"'sase_mm.{n}'" for n in ZOO + ('SASE', )))
-    return cls
+    return attention_class(attn_cfg)
 
 
 def _resolve_latent(cls, attn_cfg: Mapping,
@@ -184,10 +174,10 @@ def insert_attention(model: nn.Module, attn_cfg: Optional[Mapping] = None,
     wrapped: Dict[int, Conv2dWithAttention] = {}  # a conv shared by 2 parents
     for _, parent, name, conv in targets:
         if id(conv) not in wrapped:
-            cfg = dict(attn_cfg, in_channels=conv.out_channels)
+            cfg = dict(attn_cfg)
             if latent is not None:
                 cfg['latent_channels'] = latent
-            attention = MODELS.build(cfg)
+            attention = build_attention(cfg, conv.out_channels)
             attention.to(device=conv.weight.device)
             wrapped[id(conv)] = Conv2dWithAttention(conv, attention)
         setattr(parent, name, wrapped[id(conv)])

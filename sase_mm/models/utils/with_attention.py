@@ -1,7 +1,7 @@
 """``WithAttention``: architecture-agnostic attention insertion from a config.
 
 Method: the architecture-agnostic Squeeze-and-Excitation method card
-(``se-method-card.txt``; SE: Hu, Shen and Sun, CVPR 2018); see
+(docs/attention_zoo.md; SE: Hu, Shen and Sun, CVPR 2018); see
 :func:`~sase_mm.models.utils.insert_attention`.
 
 Registered in MODELS as a builder: ``type='sase_mm.WithAttention'`` builds the
@@ -23,7 +23,7 @@ from typing import Mapping, Optional, Union
 import torch.nn as nn
 
 from ...registry import MODELS
-from .arg_checks import LatentChannels
+from ..layers.arg_checks import LatentChannels
 from .insert_attention import DEFAULT_MIN_CHANNELS, insert_attention
 
 

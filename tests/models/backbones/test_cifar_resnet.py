@@ -1,10 +1,10 @@
 """The CIFAR ResNet (depth 6n + 2) with an attention slot (SASE,
-arXiv 2411.08333; SASE-SPEC section 3; He et al. 2016, section 4.2)."""
+arXiv 2411.08333; docs/spec.md section 3; He et al. 2016, section 4.2)."""
 import pytest
 import torch
 import torch.nn as nn
 
-from sase_mm.models.attention import SASE, SASESearch, init_alphas
+from sase_mm.models.sase import SASE, SASESearch, init_alphas
 from sase_mm.models.backbones import CifarBasicBlock, CifarResNet
 from sase_mm.registry import MODELS
 

@@ -1,6 +1,6 @@
 """SASEResNet: ImageNet ResNets with an attention slot (arXiv 2411.08333).
 
-Checks the exact parameter counts of the paper (SASE-SPEC section 6), where
+Checks the exact parameter counts of the paper (docs/spec.md section 6), where
 the attention sits, that mmpretrain's ResNet options keep working, the
 shared alpha of a searchable backbone, and that an ImageClassifier
 checkpoint loads into an mmdet detector's backbone key for key.
@@ -14,7 +14,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import sase_mm  # noqa: F401
-from sase_mm.models.attention import SASE, SASESearch
+from sase_mm.models.sase import SASE, SASESearch
 from sase_mm.models.backbones import SASEBottleneck, SASEResNet
 from sase_mm.registry import MODELS
 
@@ -224,7 +224,7 @@ def test_classifier_checkpoint_loads_into_detector(tmp_path):
     ('mask-rcnn_r50_fpn.py', 46.9),
 ])
 def test_detector_parameter_counts_match_the_paper(detector, paper_millions):
-    """SASE-SPEC section 6: Faster / Mask R-CNN R50 + SASE, 0.1 M precision."""
+    """docs/spec.md section 6: Faster / Mask R-CNN R50 + SASE, to 0.1 M."""
     model = build_detector(dict(type='sase_mm.SASEResNet', depth=50,
                                 out_indices=(0, 1, 2, 3), frozen_stages=1,
                                 norm_eval=True, style='pytorch'), detector)

@@ -1,4 +1,4 @@
-"""The DARTS search step of SASE (arXiv 2411.08333; SASE-SPEC section 3):
+"""The DARTS search step of SASE (arXiv 2411.08333; docs/spec.md section 3):
 second- and first-order alpha gradients, gradient hygiene, BatchNorm
 statistics, and the known mmrazor traps."""
 import copy

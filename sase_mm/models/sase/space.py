@@ -1,4 +1,4 @@
-"""SASE's four operation sets and the six edges of the block.
+"""The SASE search space: the four ordered operation sets and the six edges.
 
 SASE: Searching Architecture for Squeeze and Excitation operations
 (arXiv 2411.08333). Each set is declared once, as an ordered mapping from a
@@ -15,7 +15,12 @@ from typing import Callable, Dict, NamedTuple, Tuple
 
 import torch.nn as nn
 
-from . import operations as O
+from ..layers.dims import C_DIMS, HW_DIMS
+from ..layers.excitation import (ChannelAffine, Conv1dChain, FCExcitation,
+                                 SpatialAffine, SpatialConv)
+from ..layers.squeeze import (ChannelCovPool, ChannelL2Norm, LpPool,
+                              MeanPool, PairPool, SpatialCovPool,
+                              SpatialL2Norm)
 
 
 class OpSpec(NamedTuple):
@@ -89,51 +94,51 @@ def _set(name, *entries):
 def _squeeze_set(name, dims, l2_norm, cov_pool):
     return _set(
         name,
-        ('gap', 'GAP', lambda c, s, **kw: O.MeanPool(dims)),
+        ('gap', 'GAP', lambda c, s, **kw: MeanPool(dims)),
         ('l2_norm', 'L2-norm', l2_norm),
-        ('l4_pool', 'p-norm', lambda c, s, **kw: O.LpPool(dims, p=4)),
-        ('gap_gmp', 'GAP+GMP', lambda c, s, **kw: O.PairPool(dims, 'max')),
-        ('gap_std', 'GAP+std', lambda c, s, **kw: O.PairPool(dims, 'std')),
+        ('l4_pool', 'p-norm', lambda c, s, **kw: LpPool(dims, p=4)),
+        ('gap_gmp', 'GAP+GMP', lambda c, s, **kw: PairPool(dims, 'max')),
+        ('gap_std', 'GAP+std', lambda c, s, **kw: PairPool(dims, 'std')),
         ('gap_skew', 'SkewPooling',
-         lambda c, s, **kw: O.PairPool(dims, 'skew')),
+         lambda c, s, **kw: PairPool(dims, 'skew')),
         ('cov_pool', '2nd-order pooling', cov_pool),
     )
 
 
 CHANNEL_SQUEEZE = _squeeze_set(
-    'channel_squeeze', O.HW,
-    l2_norm=lambda c, s, **kw: O.ChannelL2Norm(c),
-    cov_pool=lambda c, s, **kw: O.ChannelCovPool(c))
+    'channel_squeeze', HW_DIMS,
+    l2_norm=lambda c, s, **kw: ChannelL2Norm(c),
+    cov_pool=lambda c, s, **kw: ChannelCovPool(c))
 
 SPATIAL_SQUEEZE = _squeeze_set(
-    'spatial_squeeze', O.C,
-    l2_norm=lambda c, s, **kw: O.SpatialL2Norm(s),
-    cov_pool=lambda c, s, **kw: O.SpatialCovPool())
+    'spatial_squeeze', C_DIMS,
+    l2_norm=lambda c, s, **kw: SpatialL2Norm(s),
+    cov_pool=lambda c, s, **kw: SpatialCovPool())
 
 CHANNEL_EXCITATION = _set(
     'channel_excitation',
-    ('conv1d_k3_x3', '3conv1D_3', lambda c, s, **kw: O.Conv1dChain(3, 3)),
-    ('fc', '2conv_1x1', lambda c, s, fc_sigmoid=False, **kw: O.FCExcitation(
+    ('conv1d_k3_x3', '3conv1D_3', lambda c, s, **kw: Conv1dChain(3, 3)),
+    ('fc', '2conv_1x1', lambda c, s, fc_sigmoid=False, **kw: FCExcitation(
         c, 16, sigmoid=fc_sigmoid)),
-    ('conv1d_k3', 'conv1D_3', lambda c, s, **kw: O.Conv1dChain(3)),
-    ('conv1d_k5', 'conv1D_5', lambda c, s, **kw: O.Conv1dChain(5)),
-    ('conv1d_k7', 'conv1D_7', lambda c, s, **kw: O.Conv1dChain(7)),
-    ('conv1d_k3_x2', '2conv1D_3', lambda c, s, **kw: O.Conv1dChain(3, 2)),
-    ('affine', 'affine', lambda c, s, **kw: O.ChannelAffine(c)),
+    ('conv1d_k3', 'conv1D_3', lambda c, s, **kw: Conv1dChain(3)),
+    ('conv1d_k5', 'conv1D_5', lambda c, s, **kw: Conv1dChain(5)),
+    ('conv1d_k7', 'conv1D_7', lambda c, s, **kw: Conv1dChain(7)),
+    ('conv1d_k3_x2', '2conv1D_3', lambda c, s, **kw: Conv1dChain(3, 2)),
+    ('affine', 'affine', lambda c, s, **kw: ChannelAffine(c)),
 )
 
 SPATIAL_EXCITATION = _set(
     'spatial_excitation',
     ('sep_conv_3', 'conv_3x1_1x3',
-     lambda c, s, **kw: O.SpatialConv([(1, 3), (3, 1)], relu_between=False)),
+     lambda c, s, **kw: SpatialConv([(1, 3), (3, 1)], relu_between=False)),
     ('sep_conv_5', 'conv_5x1_1x5',
-     lambda c, s, **kw: O.SpatialConv([(1, 5), (5, 1)], relu_between=False)),
-    ('conv_3x3', 'conv_3x3', lambda c, s, **kw: O.SpatialConv([(3, 3)])),
-    ('conv_5x5', 'conv_5x5', lambda c, s, **kw: O.SpatialConv([(5, 5)])),
-    ('conv_7x7', 'conv_7x7', lambda c, s, **kw: O.SpatialConv([(7, 7)])),
+     lambda c, s, **kw: SpatialConv([(1, 5), (5, 1)], relu_between=False)),
+    ('conv_3x3', 'conv_3x3', lambda c, s, **kw: SpatialConv([(3, 3)])),
+    ('conv_5x5', 'conv_5x5', lambda c, s, **kw: SpatialConv([(5, 5)])),
+    ('conv_7x7', 'conv_7x7', lambda c, s, **kw: SpatialConv([(7, 7)])),
     ('conv_3x3_x2', '2conv_3x3',
-     lambda c, s, **kw: O.SpatialConv([(3, 3), (3, 3)])),
-    ('affine', 'affine', lambda c, s, **kw: O.SpatialAffine(s)),
+     lambda c, s, **kw: SpatialConv([(3, 3), (3, 3)])),
+    ('affine', 'affine', lambda c, s, **kw: SpatialAffine(s)),
 )
 
 OP_SETS: 'OrderedDict[str, OpSet]' = OrderedDict(
@@ -147,7 +152,7 @@ class Edge(NamedTuple):
     description: str
 
 
-# The DAG's six edges, in alpha row order (SASE-SPEC section 1).
+# The DAG's six edges, in alpha row order (docs/spec.md section 1).
 EDGES: Tuple[Edge, ...] = (
     Edge('channel_squeeze', CHANNEL_SQUEEZE, 'E0: s1 = E0(x)'),
     Edge('channel_map', CHANNEL_EXCITATION, 'E1: channel map s2 = E1(s1)'),

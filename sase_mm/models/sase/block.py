@@ -2,7 +2,7 @@
 
 SASE: Searching Architecture for Squeeze and Excitation operations
 (arXiv 2411.08333). One operation per edge of the DAG, chosen by a genotype
-(default: the paper's searched block, SASE-SPEC section 4), built from the
+(default: the paper's searched block, docs/spec.md section 4), built from the
 same operation classes as the search. As an mmcv plugin it needs nothing but
 ``in_channels``: ``dict(type='sase_mm.SASE')`` at ``position='after_conv3'``
 of an mmdet ResNet.
@@ -10,14 +10,14 @@ of an mmdet ResNet.
 import torch
 import torch.nn as nn
 
-from ...registry import MODELS
+from ..layers.registration import register_model
 from .dag import SpatialMixer, sase_dag
-from .fused import fusable, fused_sase
+from .fast.fused import fusable, fused_sase
 from .genotype import Genotype, GenotypeLike
-from .op_sets import EDGES
+from .space import EDGES
 
 
-@MODELS.register_module()
+@register_model
 class SASE(nn.Module):
     """The derived SASE attention block.
 

@@ -13,11 +13,13 @@ import os
 import pytest
 import torch
 
-import sase_mm.models.attention.fused as fused_mod
-from sase_mm.models.attention import SASE
-from sase_mm.models.attention.fused import FUSABLE, fusable
-from sase_mm.models.attention.op_sets import EDGES
-from sase_mm.ops import fused_kernels
+import sase_mm.models.sase.fast.fused as fused_mod
+import sase_mm.models.sase.fast.fused.dispatch as dispatch_mod
+from sase_mm.models.sase.fast import kernels as kernels_mod
+from sase_mm.models.sase import SASE
+from sase_mm.models.sase.fast.fused import FUSABLE, fusable
+from sase_mm.models.sase.fast.kernels import fused_kernels
+from sase_mm.models.sase.space import EDGES
 
 PAPER = ['gap_gmp', 'fc', 'affine', 'l4_pool', 'gap', 'conv_3x3_x2']
 COMBOS = list(itertools.product(sorted(FUSABLE[0]), sorted(FUSABLE[3]),
@@ -30,8 +32,8 @@ def _kernels():
     if os.environ.get('SASE_MM_NO_EXT', '') not in ('', '0'):
         pytest.skip('SASE_MM_NO_EXT is set: compiled kernels switched off')
     kernels = fused_kernels()
-    from sase_mm import ops
-    assert kernels is not None, f'kernels did not build: {ops._state["error"]}'
+    assert kernels is not None, \
+        f'kernels did not build: {kernels_mod._state["error"]}'
     return kernels
 
 
@@ -42,7 +44,7 @@ def path(request, monkeypatch):
     if request.param == 'kernels':
         _kernels()
     else:
-        monkeypatch.setattr(fused_mod, 'fused_kernels', lambda: None)
+        monkeypatch.setattr(dispatch_mod, 'fused_kernels', lambda: None)
     return request.param
 
 

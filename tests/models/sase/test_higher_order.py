@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
 
-from sase_mm.models.attention import (EDGES, NUM_EDGES, NUM_OPS, SASE,
+from sase_mm.models.sase import (EDGES, NUM_EDGES, NUM_OPS, SASE,
                                       SASESearch, init_alphas)
 
 

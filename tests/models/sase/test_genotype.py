@@ -1,4 +1,4 @@
-"""The SASE genotype (arXiv 2411.08333, SASE-SPEC sections 2 and 4).
+"""The SASE genotype (arXiv 2411.08333, docs/spec.md sections 2 and 4).
 
 Validation with errors that name the valid operations, and round trips
 through every form a genotype is read from or written to.
@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from sase_mm.models.attention import (EDGES, GENOTYPES, OP_SETS,
+from sase_mm.models.sase import (EDGES, GENOTYPES, OP_SETS,
                                       SASE_PAPER_GENOTYPE, Genotype)
 
 PAPER_PAIRS = [('GAP+GMP', 0), ('2conv_1x1', 1), ('affine', 2), ('p-norm', 3),
@@ -27,7 +27,7 @@ def _random_genotypes(n=5):
 
 # ------------------------------------------------------------ the constant
 def test_paper_constant():
-    # SASE-SPEC section 4, in readable names.
+    # docs/spec.md section 4, in readable names.
     assert tuple(SASE_PAPER_GENOTYPE) == ('gap_gmp', 'fc', 'affine',
                                           'l4_pool', 'gap', 'conv_3x3_x2')
     assert GENOTYPES['sase_paper'] == SASE_PAPER_GENOTYPE

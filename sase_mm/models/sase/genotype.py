@@ -27,7 +27,8 @@ from typing import Iterable, List, Mapping, Sequence, Tuple, Union
 
 import torch
 
-from .op_sets import EDGES, NUM_EDGES, OP_SETS
+from ...utils.atomic import atomic_write_text
+from .space import EDGES, NUM_EDGES, OP_SETS
 
 _EDGE_NAMES = tuple(e.name for e in EDGES)
 
@@ -201,11 +202,8 @@ class Genotype(tuple):
 
     def save(self, path: str) -> None:
         """Writes ``.json`` or an mmengine config (``.py``), atomically."""
-        text = self.to_json() if path.endswith('.json') else self.to_config()
-        tmp = f'{path}.tmp'
-        with open(tmp, 'w') as f:
-            f.write(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, self.to_json() if path.endswith('.json')
+                          else self.to_config())
 
     def __repr__(self):
         return f'Genotype({list(self)!r})'
@@ -214,7 +212,7 @@ class Genotype(tuple):
         return ', '.join(f'{e.name}={op}' for e, op in zip(EDGES, self))
 
 
-# The paper's searched block (SASE-SPEC section 4).
+# The paper's searched block (docs/spec.md section 4).
 SASE_PAPER_GENOTYPE = Genotype.from_pairs(
     [('GAP+GMP', 0), ('2conv_1x1', 1), ('affine', 2), ('p-norm', 3),
      ('GAP', 4), ('2conv_3x3', 5)])

@@ -1,25 +1,83 @@
-"""SASESearch: the searchable SASE block (a DARTS supernet cell).
+"""The SASE supernet: the searchable block and its one architecture weight.
 
 SASE: Searching Architecture for Squeeze and Excitation operations
 (arXiv 2411.08333); DARTS: Differentiable Architecture Search (Liu et al.,
 ICLR 2019). Every edge of the block's DAG is a mixed operation,
 ``sum_o softmax(alpha_e)_o * op_o(x)``, over the seven operations of its set
-(no 'none', no 'skip'). The mixing weights are passed in explicitly
-(``block(x, weights)``, DARTS's ``cell(s0, s1, weights)``); called as a plain
-plugin (``block(x)``) the block takes the softmax of the shared alpha itself.
+(no 'none', no 'skip'). The mixing weights ``mix = softmax(alpha)`` are
+passed in explicitly (``block(x, mix)``, DARTS's ``cell(s0, s1, weights)``);
+called as a plain plugin (``block(x)``) the block takes the softmax of the
+shared alpha itself.
+
+This module also owns the alpha. The search finds one block design for the
+whole network, so all ``SASESearch`` blocks of a network read one (6, 7)
+alpha (docs/spec.md section 3), registered exactly once in the state_dict:
+
+* explicit (the search model): the owner creates the parameter with
+  :func:`init_alphas` and passes it to each block, which keeps a reference
+  that is not registered;
+* implicit (a block built as an mmdet/mmpretrain plugin, where mmcv hands a
+  plugin nothing but ``in_channels``): the first block built while a model
+  is under construction creates and registers the alpha, and every later
+  block of the same model reuses it. "The same model" is the outermost
+  ``nn.Module`` whose ``__init__`` is on the call stack, so two models built
+  one after the other get separate alphas.
 """
+import inspect
+import weakref
 from typing import Optional
 
 import torch
 import torch.nn as nn
 
-from ...registry import MODELS
-from .arch_params import shared_alphas_for
-from .batched_edges import batched_mixture, weighted_sum
+from ..layers.registration import register_model
+from ..layers.statistics import FeatureStats
 from .dag import SpatialMixer, sase_dag
+from .fast.batched_edges import batched_mixture, weighted_sum
 from .genotype import Genotype, GenotypeLike
-from .op_sets import EDGES, NUM_EDGES, NUM_OPS, OpSet
-from .stats import FeatureStats
+from .space import EDGES, NUM_EDGES, NUM_OPS, OpSet
+
+
+# --------------------------------------------------------------------------
+# The architecture weights: one alpha per network, one owner.
+# --------------------------------------------------------------------------
+ALPHA_INIT_STD = 1e-3
+
+# Outermost module under construction -> the alpha its blocks share.
+_SHARED: 'weakref.WeakKeyDictionary[nn.Module, nn.Parameter]' = \
+    weakref.WeakKeyDictionary()
+
+
+def init_alphas(std: float = ALPHA_INIT_STD) -> nn.Parameter:
+    """A new (6, 7) alpha, ``std * N(0, 1)`` (1e-3 in the paper)."""
+    return nn.Parameter(std * torch.randn(NUM_EDGES, NUM_OPS))
+
+
+def _outermost_module_under_construction(skip: nn.Module):
+    frame = inspect.currentframe()
+    outermost = None
+    try:
+        while frame is not None:
+            if frame.f_code.co_name == '__init__':
+                obj = frame.f_locals.get('self')
+                if isinstance(obj, nn.Module) and obj is not skip:
+                    outermost = obj
+            frame = frame.f_back
+    finally:
+        del frame
+    return outermost
+
+
+def shared_alphas_for(block: nn.Module):
+    """Returns ``(alpha, is_owner)`` for a block built without an explicit alpha."""
+    model = _outermost_module_under_construction(block)
+    if model is None:
+        return init_alphas(), True
+    alpha = _SHARED.get(model)
+    if alpha is None:
+        alpha = _SHARED[model] = init_alphas()
+        return alpha, True
+    return alpha, False
 
 
 class MixedOp(nn.Module):
@@ -49,7 +107,7 @@ class MixedOp(nn.Module):
         return weighted_sum([op(x, stats) for op in ops], weights)
 
 
-@MODELS.register_module()
+@register_model
 class SASESearch(nn.Module):
     """The searchable SASE block: six mixed edges and the spatial mixer.
 
@@ -66,6 +124,7 @@ class SASESearch(nn.Module):
             False (reference).
     """
     _abbr_ = 'sase_search'  # mmcv plugin naming
+    searchable = True  # reads the network's shared alpha (is_searchable)
 
     def __init__(self, in_channels: int, spatial_size=None,
                  alphas: Optional[nn.Parameter] = None,
@@ -115,7 +174,7 @@ class SASESearch(nn.Module):
     def derive(self, genotype: GenotypeLike = 'alphas') -> nn.Module:
         """The fixed :class:`SASE` block for ``genotype`` (default: argmax),
         carrying over the chosen operations' weights and the mixer's."""
-        from .sase_block import SASE
+        from .block import SASE
         g = self.genotype() if genotype == 'alphas' else Genotype.parse(
             genotype)
         block = SASE(self.in_channels, genotype=g,

@@ -1,13 +1,13 @@
 """Every operation of SASE's four operation sets (arXiv 2411.08333).
 
-SASE-SPEC section 2: each operation keeps its set's shape contract at any
+docs/spec.md section 2: each operation keeps its set's shape contract at any
 H x W (square, non-square, 7x7, 1x1, and a size other than the one it was
 built for), gives finite values, and passes gradients to all its parameters.
 """
 import pytest
 import torch
 
-from sase_mm.models.attention import OP_SETS
+from sase_mm.models.sase import OP_SETS
 
 CHANNELS = 16
 BATCH = 2
@@ -119,7 +119,7 @@ def test_squeeze_backward_matches_finite_differences(set_name, op, size):
 
 def test_gated_statistics_backward_matches_finite_differences():
     """E3's statistics of gate * x, computed without building the product."""
-    from sase_mm.models.attention.stats import FeatureStats
+    from sase_mm.models.layers import FeatureStats
     x = torch.randn(2, 4, 3, 5, dtype=torch.double, requires_grad=True)
     gate = torch.randn(2, 4, 1, 1, dtype=torch.double, requires_grad=True)
 

@@ -3,7 +3,7 @@
 SASE: Searching Architecture for Squeeze and Excitation operations
 (arXiv 2411.08333); DARTS (Liu et al., ICLR 2019). During the search every
 edge computes ``sum_o w_o op_o(x)`` over the seven operations of its set
-(SASE-SPEC section 3). On the CIFAR shapes the maps are tiny (B x C values
+(docs/spec.md section 3). On the CIFAR shapes the maps are tiny (B x C values
 for a channel excitation), so running the seven operations one by one costs
 mostly per-operator overhead: the ECA-style 1-D convolutions of the channel
 excitation set alone are eight grouped convolutions per edge, whose CPU
@@ -11,7 +11,7 @@ kernels take about a millisecond each, forward and backward, for a few
 thousand multiply-adds.
 
 This module evaluates a whole edge with a handful of operators instead. The
-values are those of the operations in ``operations.py`` up to float rounding
+values are those of the operations in ``layers/excitation.py`` up to float rounding
 (sums taken in another order); the parameters are the operations' own, so
 state-dict keys and ``derive()`` are unchanged, and everything is plain
 autograd, so higher derivatives are exact.
@@ -28,7 +28,7 @@ become one matrix product with their matrices side by side:
   positions (the 16 x 16 and 8 x 8 stages of ResNet-20): the six
   convolution operations' first layers are one (H W, 6 H W) product and
   the second 3 x 3 of ``2 x conv 3x3`` one more; larger maps keep the
-  grouped convolutions of ``operations.py``.
+  grouped convolutions of ``layers/excitation.py``.
 
 The sigmoids of an edge run as one, and the mixture ``sum_o w_o y_o`` is one
 product of the weights with the stacked outputs (:func:`weighted_sum` for
@@ -41,7 +41,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import operations as O
+from ...layers.dims import resize_to
+from ...layers.excitation import (ChannelAffine, Conv1dChain, FCExcitation,
+                                  SpatialAffine, SpatialConv)
 
 
 @functools.lru_cache(maxsize=64)
@@ -136,8 +138,8 @@ MAX_DENSE_CHANNELS = 256
 # Column order of the sigmoid outputs, as indices of the set's operations:
 # conv1d_k3_x3, conv1d_k3_x2, conv1d_k3, conv1d_k5, conv1d_k7, affine.
 _CE_SIGMOID_ORDER = (0, 5, 2, 3, 4, 6)
-_CE_TYPES = (O.Conv1dChain, O.FCExcitation, O.Conv1dChain, O.Conv1dChain,
-             O.Conv1dChain, O.Conv1dChain, O.ChannelAffine)
+_CE_TYPES = (Conv1dChain, FCExcitation, Conv1dChain, Conv1dChain,
+             Conv1dChain, Conv1dChain, ChannelAffine)
 _CE_DEPTHS = (3, None, 1, 1, 1, 2, None)
 
 
@@ -158,7 +160,7 @@ def channel_excitation_mixture(ops: Sequence[nn.Module], x: torch.Tensor,
     the operations run one by one.
 
     Args:
-        ops: the set's seven operations, in column order (``op_sets``).
+        ops: the set's seven operations, in column order (``space.py``).
         x: (B, C, 1, 1).
         weights: (7, ) mixing weights.
     """
@@ -182,7 +184,7 @@ def channel_excitation_mixture(ops: Sequence[nn.Module], x: torch.Tensor,
     gates = torch.sigmoid(torch.cat([y3, y2[:, c:], y1[:, 2 * c:], aff], 1))
     mixed = torch.matmul(weights[list(_CE_SIGMOID_ORDER)],
                          gates.view(b, len(_CE_SIGMOID_ORDER), c))
-    # The FC bottleneck (no sigmoid by default, SASE-SPEC section 7).
+    # The FC bottleneck (no sigmoid by default, docs/spec.md section 7).
     hid = F.relu(F.linear(xf, fc.reduce.weight.flatten(1)))
     y_fc = F.linear(hid, fc.expand.weight.flatten(1))
     if fc.sigmoid:
@@ -196,7 +198,7 @@ def channel_excitation_mixture(ops: Sequence[nn.Module], x: torch.Tensor,
 # Above this many positions the (H W, 6 H W) matrices cost more than the
 # grouped convolutions (at 32 x 32 they would hold 6.3M entries).
 MAX_DENSE_POSITIONS = 256
-_SE_TYPES = (O.SpatialConv, ) * 6 + (O.SpatialAffine, )
+_SE_TYPES = (SpatialConv, ) * 6 + (SpatialAffine, )
 _SE_KERNELS = (((1, 3), (3, 1)), ((1, 5), (5, 1)), ((3, 3), ), ((5, 5), ),
                ((7, 7), ), ((3, 3), (3, 3)))
 
@@ -225,7 +227,7 @@ def spatial_excitation_mixture(ops: Sequence[nn.Module], x: torch.Tensor,
     Larger maps run the operations one by one.
 
     Args:
-        ops: the set's seven operations, in column order (``op_sets``).
+        ops: the set's seven operations, in column order (``space.py``).
         x: (B, 1, H, W).
         weights: (7, ) mixing weights.
     """
@@ -246,8 +248,8 @@ def spatial_excitation_mixture(ops: Sequence[nn.Module], x: torch.Tensor,
     y2 = F.relu(y1[:, 5 * h * w:]) @ conv_matrix([deep.convs[1].weight],
                                                   (h, w))
     size = (h, w)
-    aff = torch.addcmul(O.resize_to(affine.bias, size).reshape(1, -1),
-                        O.resize_to(affine.weight, size).reshape(1, -1), xf)
+    aff = torch.addcmul(resize_to(affine.bias, size).reshape(1, -1),
+                        resize_to(affine.weight, size).reshape(1, -1), xf)
     gates = torch.sigmoid(torch.cat([y1[:, :5 * h * w], y2, aff], 1))
     return torch.matmul(weights, gates.view(b, 7, h * w)).view(b, 1, h, w)
 

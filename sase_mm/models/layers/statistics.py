@@ -1,4 +1,4 @@
-"""Shared feature statistics for the squeeze operations of SASE.
+"""Feature statistics shared by the squeeze operations, with lean gradients.
 
 SASE (Searching Architecture for Squeeze and Excitation, arXiv 2411.08333)
 squeezes a feature map with seven candidate poolings per edge, and most of
@@ -19,7 +19,7 @@ operation needs the full map.
 
 The large reductions run through small autograd functions whose backward
 passes return broadcast views or write one tensor, instead of the several
-full-size temporaries of the generic formulas (same values, SASE-SPEC
+full-size temporaries of the generic formulas (same values, docs/spec.md
 section 2). Under ``create_graph=True`` they differentiate a plain-autograd
 reference instead (:func:`reference_backward`), so higher derivatives are
 exact too.
@@ -28,8 +28,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 
-Dims = Tuple[int, ...]
-_C: Dims = (1, )
+from .dims import C_DIMS, Dims, count
 
 
 def reference_backward(reference: Callable, inputs: Sequence,
@@ -100,14 +99,14 @@ class _SumC(torch.autograd.Function):
 
 def sum_keepdim(x: torch.Tensor, dims: Dims) -> torch.Tensor:
     """``x.sum(dims, keepdim=True)`` for a (B, C, H, W) map."""
-    if tuple(dims) == _C and x.dim() == 4:
+    if tuple(dims) == C_DIMS and x.dim() == 4:
         return _SumC.apply(x)
     return x.sum(dim=dims, keepdim=True)
 
 
 def _sum(x: torch.Tensor, dims: Dims) -> torch.Tensor:
     """Plain (autograd-free inside a Function) keepdim sum over ``dims``."""
-    if tuple(dims) == _C and x.dim() == 4:
+    if tuple(dims) == C_DIMS and x.dim() == 4:
         return bmm_sum_c(x)
     return x.sum(dim=dims, keepdim=True)
 
@@ -132,14 +131,11 @@ class _MeanAmax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, dims, with_mean):
         m = x.amax(dim=dims, keepdim=True)
-        n = 1
-        for d in dims:
-            n *= x.shape[d]
-        ctx.dims, ctx.n, ctx.shape = dims, n, x.shape
+        ctx.dims, ctx.n, ctx.shape = dims, count(x.shape, dims), x.shape
         ctx.with_mean = with_mean
         ctx.save_for_backward(x, m)
         ctx.set_materialize_grads(False)
-        mean = _sum(x, dims) / n if with_mean else None
+        mean = _sum(x, dims) / ctx.n if with_mean else None
         return mean, m
 
     @staticmethod
@@ -186,10 +182,7 @@ class _CentralSums(torch.autograd.Function):
         t = d * d
         s2 = _sum(t, dims)
         s3 = _sum(t.mul_(d), dims)
-        n = 1
-        for i in dims:
-            n *= x.shape[i]
-        ctx.dims, ctx.n = dims, n
+        ctx.dims, ctx.n = dims, count(x.shape, dims)
         ctx.save_for_backward(x, mean, s2)
         ctx.set_materialize_grads(False)
         return s2, s3
@@ -230,7 +223,7 @@ class _Pow4Sum(torch.autograd.Function):
         t.mul_(t)
         ctx.dims = dims
         ctx.save_for_backward(x)
-        if tuple(dims) == _C and x.dim() == 4:
+        if tuple(dims) == C_DIMS and x.dim() == 4:
             return bmm_sum_c(t)
         return t.sum(dim=dims, keepdim=True)
 
@@ -330,16 +323,13 @@ class FeatureStats:
         return value
 
     def _gated_over_c(self, dims: Dims) -> bool:
-        return (self._gate is not None and tuple(dims) == _C
+        return (self._gate is not None and tuple(dims) == C_DIMS
                 and self._base.dim() == 4 and self._gate.dim() == 4
                 and self._gate.shape[2:] == (1, 1))
 
     def count(self, dims: Dims) -> int:
         """Number of elements reduced over ``dims`` (the runtime size)."""
-        n = 1
-        for d in dims:
-            n *= self.shape[d]
-        return n
+        return count(self.shape, dims)
 
     def sum(self, dims: Dims) -> torch.Tensor:
         def compute():
@@ -378,9 +368,6 @@ class FeatureStats:
 
         return self._get(('pow4', dims), compute)
 
-    def centered(self, dims: Dims) -> torch.Tensor:
-        return self._get(('centered', dims), lambda: self.x - self.mean(dims))
-
     def central_sums(self, dims: Dims) -> Tuple[torch.Tensor, torch.Tensor]:
         """(sum over ``dims`` of (x - mean)^2, of (x - mean)^3), keepdim."""
         def compute():
@@ -412,12 +399,6 @@ class FeatureStats:
         return self._get(
             ('m3', dims),
             lambda: self.central_sums(dims)[1] / self.count(dims))
-
-    def normalized(self, dims: Dims, eps: float) -> torch.Tensor:
-        """(x - mean) / sqrt(var + eps): Instance/LayerNorm without affine."""
-        return self._get(
-            ('normalized', dims, eps),
-            lambda: self.centered(dims) * torch.rsqrt(self.var(dims) + eps))
 
 
 def safe_sqrt(x: torch.Tensor, p: float = 2.0) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""One test per numeric detail of SASE-SPEC section 2 (arXiv 2411.08333).
+"""One test per numeric detail of docs/spec.md section 2 (arXiv 2411.08333).
 
 Each expected value is written here from the SPEC's text, independently of
 ``sase_mm``'s helpers, so an optimisation or refactor that changes a formula
@@ -12,9 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sase_mm.models.attention import (OP_SETS, SASE, SASE_PAPER_GENOTYPE,
+from sase_mm.models.sase import (OP_SETS, SASE, SASE_PAPER_GENOTYPE,
                                       SASESearch, init_alphas)
-from sase_mm.models.attention.arch_params import ALPHA_INIT_STD
+from sase_mm.models.sase.supernet import ALPHA_INIT_STD
 
 CS, SS = OP_SETS['channel_squeeze'], OP_SETS['spatial_squeeze']
 CE, SE = OP_SETS['channel_excitation'], OP_SETS['spatial_excitation']
@@ -407,6 +407,6 @@ def test_block_backward_matches_finite_differences():
 def test_second_order_pooling_grid_is_adaptive_average_pooling(hw, out):
     # The spatial second-order pooling's 8x8 grid and its way back to H, W
     # are adaptive average pooling (computed as two small matrix products).
-    from sase_mm.models.attention.operations import adaptive_avg_pool
+    from sase_mm.models.layers import adaptive_avg_pool
     x = torch.randn(B, 3, *hw)
     close(adaptive_avg_pool(x, out), F.adaptive_avg_pool2d(x, out))

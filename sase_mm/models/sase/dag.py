@@ -1,7 +1,7 @@
 """The SASE block's DAG, shared by the searchable and the fixed block.
 
 SASE: Searching Architecture for Squeeze and Excitation operations
-(arXiv 2411.08333); the graph is SASE-SPEC section 1::
+(arXiv 2411.08333); the graph is docs/spec.md section 1::
 
     s1 = E0(x)                              (B, C, 1, 1)
     s2 = E1(s1)                             (B, C, 1, 1)  channel map
@@ -18,9 +18,8 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .stats import FeatureStats, reference_backward, sum_keepdim
+from ..layers.statistics import FeatureStats, reference_backward, sum_keepdim
 
 EdgeFn = Callable[[int, torch.Tensor, Optional[FeatureStats]], torch.Tensor]
 
@@ -29,7 +28,7 @@ class SpatialMixer(nn.Sequential):
     """M: Conv2d(2 -> 1, 1x1, no bias), BatchNorm2d(1), ReLU.
 
     The BN has no affine parameters during search and has them in the
-    derived block (SASE-SPEC section 1). Keys ``0.weight`` and ``1.*`` match
+    derived block (docs/spec.md section 1). Keys ``0.weight`` and ``1.*`` match
     the reference's ``mixer.0`` / ``mixer.1``.
     """
 
@@ -90,7 +89,7 @@ class _ScaledResidual(torch.autograd.Function):
 
 def scaled_residual(x: torch.Tensor, s2: torch.Tensor,
                     s5: torch.Tensor) -> torch.Tensor:
-    """The block output ``x * (s2 + s5) / 2 + x`` (SASE-SPEC section 1)."""
+    """The block output ``x * (s2 + s5) / 2 + x`` (docs/spec.md section 1)."""
     return _ScaledResidual.apply(x, s2, s5)
 
 

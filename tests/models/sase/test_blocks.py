@@ -2,7 +2,7 @@
 
 * With one-hot mixing weights the searchable block (``SASESearch``) equals
   the fixed block (``SASE``) derived from it, weights carried over.
-* With dense weights it equals a naive evaluation of SASE-SPEC section 1
+* With dense weights it equals a naive evaluation of docs/spec.md section 1
   that runs every candidate operation alone (no shared statistics, no
   batching), so the optimised mixed edges are exact up to float rounding.
 * One alpha per network, with a single owner in the state_dict.
@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sase_mm.models.attention import (EDGES, SASE, SASE_PAPER_GENOTYPE,
+from sase_mm.models.sase import (EDGES, SASE, SASE_PAPER_GENOTYPE,
                                       Genotype, SASESearch, init_alphas)
 
 C, B, HW = 32, 3, (10, 9)
@@ -92,7 +92,7 @@ def test_derive_default_is_argmax_of_alphas():
 
 # ------------------------------------------------------------ dense mixing
 def _naive_block(search, x, weights):
-    """SASE-SPEC section 1 with every edge a plain per-operation loop."""
+    """docs/spec.md section 1 with every edge a plain per-operation loop."""
 
     def edge(i, inp):
         return sum(w * op(inp) for w, op in zip(weights[i],

@@ -1,0 +1,161 @@
+"""The fused SASE block's autograd Function.
+
+SASE (arXiv 2411.08333); the maths is in the package docstring. The forward
+records the statistics on a tape (``tape.py``) and computes the output; the
+backward differentiates the small graph and assembles dL/dx
+(``input_grad.py`` or, on CPU, the kernels via ``dispatch.py``). This module
+also owns the edge cases: a second backward through a retained graph
+recomputes the tape; a double backward (``create_graph=True``) recomputes
+through the generic graph; both recompute on copies of the BN buffers, so
+running statistics are updated once per forward.
+"""
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+
+from ....layers.dims import C_DIMS, HW_DIMS
+from ....layers.statistics import _sum
+from ...dag import sase_maps
+from .dispatch import _kernel_input_grad, _rows, kernels_for
+from .input_grad import _factors, _input_grad, _residual
+from .tape import _Tape
+
+class _FusedSASE(torch.autograd.Function):
+    """out = SASE(x) as one node; see the module docstring.
+
+    Inputs: x (B, C, H, W), the block, then the block's parameters that
+    require gradients (so that autograd routes their gradients here).
+
+    Memory: besides x it keeps only the small graph (and, without the
+    compiled kernels, x^4 when E3 is L4 pooling); not the full-size factor
+    ``1 + s2 / 2 + s5 / 2``. The first backward pass frees them; another
+    one (``retain_graph=True``) recomputes them from the saved x, on copies
+    of the BN buffers, and gives the same values.
+    """
+
+    @staticmethod
+    def forward(ctx, x, block, *params):
+        tape, (s2, s5) = _tape_forward(block, x)
+        ctx.block, ctx.state = block, (tape, s2, s5)
+        ctx.save_for_backward(x, *params)
+        a, b = _factors(s2.detach(), s5.detach())
+        if tape.kernels is not None:
+            # (B, C, H, W) already: a view here would forbid ``out += id``.
+            return tape.kernels.scale(tape.x, *_rows(a, b))
+        return _residual(x, a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, *params = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: plain autograd
+            grad_x, *param_grads = _plain_backward(
+                ctx.block, x, params, grad, ctx.needs_input_grad)
+            return (grad_x, None, *param_grads)
+        state, ctx.state = ctx.state, None  # freed after this pass
+        if state is None:  # a second backward through a retained graph
+            with _spare_buffers(ctx.block):
+                tape, (s2, s5) = _tape_forward(ctx.block, x.detach())
+        else:
+            tape, s2, s5 = state
+        grad_x, param_grads = _tape_backward(tape, s2, s5, x, params, grad,
+                                             ctx.needs_input_grad)
+        return (grad_x, None, *param_grads)
+
+
+def _tape_forward(block: nn.Module, x: torch.Tensor):
+    """The maps (s2, s5) of ``block`` on x, from statistics on a tape."""
+    kernels = kernels_for(x)
+    xd = x.detach()
+    tape = _Tape(xd.contiguous() if kernels is not None else xd, kernels)
+    with torch.enable_grad():
+        maps = sase_maps(tape.x, block.edge_fn, block.mixer,
+                         stats=tape.stats, gated=tape.gated)
+    return tape, maps
+
+
+def _tape_backward(tape: _Tape, s2, s5, x, params, grad, needs_input_grad):
+    """(dL/dx, gradients of ``params``) from the output gradient ``grad``:
+    the maps' gradients, the small graph's backward, then the closed forms
+    (``needs_input_grad`` as the Function's: x, block, params)."""
+    entries, kernels = tape.entries, tape.kernels
+    b, c, h, w = x.shape
+    if kernels is not None:
+        grad = grad.contiguous()
+        buf = None
+        row, col = kernels.grad_dots(grad, tape.x)
+        gs2, gs5 = row.view(b, c, 1, 1) * 0.5, col.view(b, 1, h, w) * 0.5
+    else:
+        buf = torch.mul(grad, x)
+        gs2 = _sum(buf, HW_DIMS) * 0.5
+        gs5 = _sum(buf, C_DIMS) * 0.5
+    want_x = needs_input_grad[0]
+    outs = [o for e in entries for o in e.outs] if want_x else []
+    wanted = [p for p, need in zip(params, needs_input_grad[2:]) if need]
+    got = torch.autograd.grad([s2, s5], outs + wanted, [gs2, gs5],
+                              allow_unused=True)
+    tape.release()  # x^4 goes before the full-size temporaries come
+    grad_x = None
+    if want_x:
+        grads, k = {}, 0
+        for i, e in enumerate(entries):
+            gs = got[k:k + len(e.outs)]
+            k += len(e.outs)
+            if any(g is not None for g in gs):
+                grads[i] = gs
+        s2, s5 = s2.detach(), s5.detach()
+        if kernels is not None:
+            grad_x = _kernel_input_grad(kernels, grad, tape.x, s2, s5,
+                                        entries, grads)
+        if grad_x is None:
+            t = _residual(grad, *_factors(s2, s5), out=buf)
+            grad_x = _input_grad(x, t, entries, grads)
+        grad_x = grad_x.view_as(x)
+    param_grads = iter(got[len(outs):])
+    return grad_x, tuple(next(param_grads) if need else None
+                         for need in needs_input_grad[2:])
+
+
+@contextmanager
+def _spare_buffers(block: nn.Module):
+    """Runs the body with copies of the block's buffers in place, so that a
+    recomputed forward does not update BN running statistics a second time
+    (the originals are swapped back, not written: BN may have saved them
+    for its backward)."""
+    originals = [(m, name, t) for m in block.modules()
+                 for name, t in m._buffers.items() if t is not None]
+    for m, name, t in originals:
+        m._buffers[name] = t.clone()
+    try:
+        yield
+    finally:
+        for m, name, t in originals:
+            m._buffers[name] = t
+
+
+def _plain_backward(block: nn.Module, x: torch.Tensor, params, grad,
+                    needs_input_grad) -> tuple:
+    """Gradients of x and ``params`` through the generic graph, with
+    ``create_graph=True``. The forward is recomputed on copies of the
+    buffers, so BN running statistics are updated once per forward, as
+    without fusion."""
+    with _spare_buffers(block), torch.enable_grad():
+        out = block.forward_generic(x)
+    inputs = [x] + list(params)
+    wanted = [i for i, t in enumerate(inputs)
+              if needs_input_grad[0 if i == 0 else i + 1] and t.requires_grad]
+    got = torch.autograd.grad(out, [inputs[i] for i in wanted], grad,
+                              create_graph=True, allow_unused=True)
+    result = [None] * len(inputs)
+    for i, g in zip(wanted, got):
+        result[i] = g
+    return tuple(result)
+
+
+def fused_sase(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Runs the fixed ``block`` on x (B, C, H, W) as one autograd node.
+
+    ``block`` provides ``edge_fn``, ``mixer`` and ``forward_generic``.
+    """
+    params = [p for p in block.parameters() if p.requires_grad]
+    return _FusedSASE.apply(x, block, *params)
