@@ -13,7 +13,7 @@ demo: setup
 	$(PYTHON) tools/search.py configs/search/sase_r20_digits.py --work-dir work_dirs/demo
 
 test: setup
-	$(PYTHON) -m pytest tests -q -p no:cacheprovider
+	$(PYTHON) -m pytest tests -q -p no:cacheprovider -n 2
 
 bench: setup
 	$(PYTHON) benchmarks/block_latency.py

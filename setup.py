@@ -10,27 +10,25 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def add_mim_extension():
-    """Mirrors configs/ and tools/ into sase_mm/.mim so that installed
-    packages resolve ``sase_mm::path/to/config.py`` (mmengine looks for the
-    configs of package ``pkg`` under ``pkg/.mim/configs``). A symlink in
-    editable installs, a copy otherwise."""
+    """Checks the committed ``sase_mm/.mim`` layout that lets mmengine resolve
+    ``sase_mm::path/to/config.py`` (it looks under ``pkg/.mim/configs`` and
+    reads ``pkg/.mim/model-index.yml``): ``configs`` and ``tools`` are
+    committed symlinks to the repository's own folders, so a fresh clone and
+    an editable install need nothing generated. Where symlinks are not
+    available (a source archive on some systems) they are re-created, or
+    copied as a last resort."""
     mim = os.path.join(HERE, 'sase_mm', '.mim')
     os.makedirs(mim, exist_ok=True)
     for name in ('configs', 'tools'):
         src, dst = os.path.join(HERE, name), os.path.join(mim, name)
-        if not os.path.exists(src):
-            continue
-        if os.path.islink(dst) or os.path.isfile(dst):
-            os.remove(dst)
-        elif os.path.isdir(dst):
-            shutil.rmtree(dst)
+        if not os.path.exists(src) or os.path.isdir(dst):
+            continue  # intact (a working symlink or a copy)
+        if os.path.lexists(dst):
+            os.remove(dst)  # a broken link or a plain file
         try:
             os.symlink(os.path.relpath(src, mim), dst)
         except OSError:
             shutil.copytree(src, dst)
-    # mmengine reads this index before falling back to .mim/configs/<path>.
-    with open(os.path.join(mim, 'model-index.yml'), 'w') as f:
-        f.write('Import: []\n')
 
 
 class BuildPy(build_py):
@@ -46,9 +44,18 @@ class Develop(develop):
 
 
 def read_requirements(path):
+    """Requirement lines of ``path`` (``-r other.txt`` followed), comments
+    and blank lines dropped."""
+    out = []
     with open(os.path.join(HERE, path)) as f:
-        return [line.split('#')[0].strip() for line in f
-                if line.split('#')[0].strip() and not line.startswith('-')]
+        for line in f:
+            line = line.split('#')[0].strip()
+            if line.startswith('-r '):
+                out += read_requirements(os.path.join(
+                    os.path.dirname(path), line[3:].strip()))
+            elif line and not line.startswith('-'):
+                out.append(line)
+    return out
 
 
 add_mim_extension()  # also for PEP 660 editable installs (no develop cmd)
@@ -70,8 +77,14 @@ setup(
                               '.mim/model-index.yml', '.mim/configs/**/*.py',
                               '.mim/tools/**/*', '.mim/tools/*']},
     python_requires='>=3.8',
+    license='Apache License 2.0',
     install_requires=read_requirements('requirements/runtime.txt'),
-    extras_require={'tests': read_requirements('requirements/tests.txt')},
+    extras_require={
+        'all': read_requirements('requirements.txt') +
+        read_requirements('requirements/mminstall.txt'),
+        'tests': read_requirements('requirements/tests.txt'),
+        'mim': read_requirements('requirements/mminstall.txt'),
+    },
     cmdclass={'build_py': BuildPy, 'develop': Develop},
     zip_safe=False,
 )

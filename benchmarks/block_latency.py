@@ -9,7 +9,7 @@ interleaved repetition by repetition and the medians compared, so the
 printed ratios are measured in one run under the same machine load.
 
 Target (issue 2): SASE at most 3x SE at every shape. SASE runs as it
-trains by default: the fused node of ``models/attention/fused.py`` (with the
+trains by default: the fused node of ``models/sase/fast/fused/`` (with the
 compiled CPU kernels when they are built); the generic autograd graph
 (``SASE(C, fused=False)``, the same values) is timed beside it for
 comparison.

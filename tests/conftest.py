@@ -22,6 +22,23 @@ def _seed_everything():
     yield
 
 
+def _drop_new_scopes(before):
+    from mmengine.registry import DefaultScope
+    for name in set(DefaultScope._instance_dict) - before:
+        del DefaultScope._instance_dict[name]
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _restore_default_scope_per_module():
+    """The same for module-scoped fixtures (they run outside the per-test
+    reset below): a Runner built by one must not leave its scope current
+    for the next test module."""
+    from mmengine.registry import DefaultScope
+    before = set(DefaultScope._instance_dict)
+    yield
+    _drop_new_scopes(before)
+
+
 @pytest.fixture(autouse=True)
 def _restore_default_scope():
     """Tools, Runners and model builds set mmengine's global default scope
@@ -30,5 +47,4 @@ def _restore_default_scope():
     from mmengine.registry import DefaultScope
     before = set(DefaultScope._instance_dict)
     yield
-    for name in set(DefaultScope._instance_dict) - before:
-        del DefaultScope._instance_dict[name]
+    _drop_new_scopes(before)

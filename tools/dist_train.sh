@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Multi-GPU training with torchrun (see dist_launch.sh for multi-node):
-#   bash tools/dist_train.sh CONFIG GPUS [train.py options]
+# Distributed training with torchrun, one process per GPU, or NPROC CPU
+# processes (gloo) on a machine without CUDA:
+#   bash tools/dist_train.sh CONFIG NPROC [tools/train.py options]
+# Several machines: NNODES, NODE_RANK, MASTER_ADDR, PORT (dist_launch.sh).
+. "$(dirname "$0")/dist_usage.sh" 2 "$@"
 exec bash "$(dirname "$0")/dist_launch.sh" "$2" train.py "$1" \
     --launcher pytorch "${@:3}"

@@ -23,7 +23,6 @@ import sys
 sys.path.insert(1, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import sase_mm  # noqa: E402,F401  sase_mm's types and configs, before parsing
-import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
 from sase_mm.utils import tool_args  # noqa: E402
@@ -50,24 +49,34 @@ def build_config(args) -> Config:
         # gradients come from torch.autograd.grad and are not scaled.
         cfg.optim_wrapper.weights.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.weights.loss_scale = 'dynamic'
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        # Several CPU processes: gloo, and DDP without device ids (the
-        # search model averages its own gradients across ranks).
-        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
-        cfg.env_cfg.dist_cfg.backend = 'gloo'
-        cfg.setdefault('model_wrapper_cfg', dict(
-            type='MMDistributedDataParallel', device_ids=None,
-            broadcast_buffers=False))
     return tool_args.apply_training_args(cfg, args)
+
+
+def precheck(cfg: Config) -> None:
+    """Before anything is built (and no work dir is made): the three
+    dataloaders' data (a missing set stops with its layout and the exact
+    keys to set) and the genotype files the config names."""
+    from sase_mm.utils.preflight import check_data_paths, check_genotype_files
+    loaders = ['train_dataloader', 'train_cfg.search_dataloader']
+    if cfg.get('val_cfg') is not None:  # dict() validates too
+        loaders.append('val_dataloader')
+    check_data_paths(cfg, loaders)
+    check_genotype_files(cfg)
 
 
 def summary(runner) -> str:
     """The final genotype and held-out accuracy, as text (GenotypeHook has
     just logged the genotype's files)."""
-    from sase_mm.models.sase import Genotype
-    genotype = Genotype.from_alphas(tool_args.unwrap(runner.model).alphas)
+    from sase_mm.utils.unwrap import unwrap_model
+    from sase_mm.engine import GenotypeHook
+    from sase_mm.engine.alpha_plots import decision_summary
+    genotype = unwrap_model(runner.model).genotype()
     lines = [f'Searched genotype: {genotype}',
              f'  as a list: {list(genotype)}']
+    for hook in runner.hooks:
+        if isinstance(hook, GenotypeHook):
+            lines.append(decision_summary(hook.undecided(runner),
+                                          hook.margin_threshold))
     scalars = runner.message_hub.log_scalars
     for key in sorted(scalars):
         if key.startswith('val/accuracy'):
@@ -80,6 +89,7 @@ def main(argv=None):
     """Searches; returns the Runner (after the search) for scripting."""
     args = parse_args(argv)
     cfg = build_config(args)
+    precheck(cfg)
     runner = tool_args.build_runner(cfg)
     runner.train()
     if runner.rank == 0:

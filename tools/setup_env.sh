@@ -21,6 +21,7 @@ check() {
 import os, sys
 import torch, torchvision, mmengine, mmcv, mmdet, mmpretrain
 import pycocotools, pytest, sklearn, matplotlib, pkg_resources, ninja
+import pytorch_grad_cam, onnx, onnxruntime, xdist
 from mmcv.ops import nms
 want = {torch: '$TORCH', torchvision: '$TORCHVISION', mmengine: '$MMENGINE',
         mmcv: '$MMCV', mmdet: '$MMDET', mmpretrain: '$MMPRETRAIN'}
@@ -33,11 +34,23 @@ PYEOF
 }
 
 check_self() {
-    # The editable install must point at this checkout (CI clones afresh);
-    # run from / so the checkout itself is not on sys.path.
-    (cd / && "$PY" -c "import os, sys, sase_mm; \
-sys.exit(0 if os.path.realpath(os.path.dirname(sase_mm.__file__)) == \
-os.path.realpath(sys.argv[1] + '/sase_mm') else 1)" "$ROOT" 2>/dev/null)
+    # The editable install must point at this checkout (CI clones afresh),
+    # and `_base_ = 'sase_mm::...'` must resolve to its configs (a re-clone
+    # or `git clean -xfd` under an old install must not break it); run from
+    # / so the checkout itself is not on sys.path.
+    (cd / && "$PY" - "$ROOT" <<'PYEOF' 2>/dev/null
+import os, sys, tempfile
+import sase_mm
+root = os.path.realpath(sys.argv[1])
+assert os.path.realpath(os.path.dirname(sase_mm.__file__)) == root + '/sase_mm'
+from mmengine.config import Config
+with tempfile.TemporaryDirectory() as tmp:
+    child = os.path.join(tmp, 'child.py')
+    with open(child, 'w') as f:
+        f.write("_base_ = 'sase_mm::search/sase_r20_digits.py'\n")
+    assert Config.fromfile(child).model.type == 'sase_mm.DARTSSearch'
+PYEOF
+    )
 }
 
 PIP=("$PY" -m pip install --disable-pip-version-check --no-input)
@@ -47,7 +60,8 @@ if ! check; then
     # torch first and pinned: unpinned, pip pulls several GB of CUDA wheels.
     "${PIP[@]}" "setuptools<81" wheel ninja psutil \
         "torch==$TORCH" "torchvision==$TORCHVISION"
-    "${PIP[@]}" "mmengine==$MMENGINE" -r requirements/runtime.txt -r requirements/tests.txt
+    "${PIP[@]}" "mmengine==$MMENGINE" "pycocotools>=2.0.11" opencv-python \
+        -r requirements/runtime.txt -r requirements/tests.txt
     if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV'" 2>/dev/null; then
         # PyPI ships mmcv as source only: build it with CPU ops. torch 2.14's
         # headers need C++20 while mmcv's setup.py asks for C++17, so a compiler
@@ -64,7 +78,9 @@ if ! check; then
     check || { echo "[setup] the installed stack does not work; see the errors above" >&2; exit 1; }
 fi
 if ! check_self; then
+    echo "[setup] installing sase_mm from this checkout (editable)"
     "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT" >/dev/null
+    check_self || { echo "[setup] sase_mm:: configs do not resolve from $ROOT (see sase_mm/.mim)" >&2; exit 1; }
 fi
 # The fused SASE block's CPU kernels (sase_mm/models/sase/fast/csrc): compiled on first use,
 # about a minute, then cached; build them now so the first run is not slow.

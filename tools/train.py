@@ -67,7 +67,7 @@ def main(argv=None):
     cfg = build_config(args)
 
     loaders = ['train_dataloader'] + (['val_dataloader']
-                                      if cfg.get('val_cfg') else [])
+                                      if cfg.get('val_cfg') is not None else [])
     check_data_paths(cfg, loaders)
     check_pretrained_exists(cfg)
 

@@ -29,3 +29,5 @@ param_scheduler = dict(
 train_cfg = dict(by_epoch=True, max_epochs=100, val_interval=1)
 # With --auto-scale-lr, lr = 0.05 * total_batch / 128.
 auto_scale_lr = dict(enable=False, base_batch_size=128)
+# Atomic, hashed checkpoints that a kill or a full disk cannot damage.
+default_hooks = dict(checkpoint=dict(type='sase_mm.SafeCheckpointHook'))

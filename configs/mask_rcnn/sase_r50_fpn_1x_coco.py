@@ -25,3 +25,5 @@ train_dataloader = dict(batch_size=2)
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4))
 auto_scale_lr = dict(enable=False, base_batch_size=8)
+# Atomic, hashed checkpoints that a kill or a full disk cannot damage.
+default_hooks = dict(checkpoint=dict(type='sase_mm.SafeCheckpointHook'))

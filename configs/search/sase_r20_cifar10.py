@@ -66,9 +66,13 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    checkpoint=dict(type='sase_mm.SafeCheckpointHook', interval=1,
+                    max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'))
-custom_hooks = [dict(type='sase_mm.GenotypeHook', interval=1)]
+# margin_threshold: edges whose best weight leads the second best by less
+# are reported as not yet decided.
+custom_hooks = [dict(type='sase_mm.GenotypeHook', interval=1,
+                     margin_threshold=0.02)]
 
 env_cfg = dict(cudnn_benchmark=False,
                mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

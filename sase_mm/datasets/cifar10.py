@@ -32,6 +32,25 @@ TEST_FILES = ('test_batch', )
 SPLITS = ('train', 'search', 'trainval', 'test')
 
 
+LAYOUT = ('the "CIFAR-10 python version" (cifar-10-python.tar.gz from '
+          'https://www.cs.toronto.edu/~kriz/cifar.html, extracted):\n'
+          '  <data_root>/cifar-10-batches-py/data_batch_1 ... data_batch_5\n'
+          '  <data_root>/cifar-10-batches-py/test_batch\n'
+          '(`tar xzf cifar-10-python.tar.gz -C <data_root>`; sase_mm never '
+          'downloads data)')
+
+
+def _batch_files(data_root: str) -> list:
+    """The six files, under ``data_root/cifar-10-batches-py`` (or right in
+    ``data_root`` when they are there)."""
+    for root in (os.path.join(data_root, 'cifar-10-batches-py'), data_root):
+        files = [os.path.join(root, f) for f in TRAIN_FILES + TEST_FILES]
+        if all(os.path.isfile(f) for f in files):
+            return files
+    return [os.path.join(data_root, 'cifar-10-batches-py', f)
+            for f in TRAIN_FILES + TEST_FILES]
+
+
 def _find_root(data_root: str) -> str:
     for root in (os.path.join(data_root, 'cifar-10-batches-py'), data_root):
         if all(os.path.isfile(os.path.join(root, f))
@@ -121,6 +140,13 @@ class CIFAR10Search(InMemoryClassification):
         split_seed (int): seed of the split (not of the sampling).
         augment (bool): random crop (padding 4) and horizontal flip.
     """
+
+    LAYOUT = LAYOUT
+
+    @classmethod
+    def files_needed(cls, cfg) -> list:
+        root = cfg.get('data_root', 'data/cifar10')
+        return [('data_root', f) for f in _batch_files(root)]
 
     def __init__(self, data_root: str = 'data/cifar10', split: str = 'train',
                  search_fraction: float = 0.5, split_seed: int = 0,

@@ -26,6 +26,16 @@ class InMemoryClassification(Dataset):
         flip (bool): random horizontal flip.
     """
 
+    #: What the data looks like on disk, for the tools' pre-check message.
+    LAYOUT = ''
+
+    @classmethod
+    def files_needed(cls, cfg) -> list:
+        """The local files a config of this dataset reads, as
+        ``[(config field, path)]``, checked before a run is built (the
+        tools' pre-checks). In-memory data read from a package: none."""
+        return []
+
     def __init__(self, images: torch.Tensor, labels: torch.Tensor,
                  mean: Sequence[float], std: Sequence[float],
                  classes: Sequence[str], crop_padding: int = 0,

@@ -1,9 +1,12 @@
-"""The DARTS search machinery of SASE (arXiv 2411.08333): loop, optimizer
-constructor, genotype hook."""
+"""The mmengine machinery of SASE (arXiv 2411.08333): the DARTS loop, its
+optimizer constructor and genotype hook, and the checkpoint hook whose
+writes lose nothing."""
 from .alpha_plots import plot_alpha_heatmap, plot_alpha_history
+from .checkpoint_hook import SafeCheckpointHook
 from .darts_loop import DARTSLoop
 from .genotype_hook import GenotypeHook, alpha_table
 from .optim_constructor import DARTSOptimWrapperConstructor
 
 __all__ = ['DARTSLoop', 'DARTSOptimWrapperConstructor', 'GenotypeHook',
-           'alpha_table', 'plot_alpha_heatmap', 'plot_alpha_history']
+           'SafeCheckpointHook', 'alpha_table', 'plot_alpha_heatmap',
+           'plot_alpha_history']

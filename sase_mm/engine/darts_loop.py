@@ -7,17 +7,21 @@ each (docs/spec.md section 3). In mmengine's idiom the loop only moves data:
 it zips the train-half and search-half dataloaders (both built by the
 runner, seeded, their samplers re-seeded every epoch) and hands
 ``dict(train=batch, search=batch)`` to the model's ``train_step``, which
-does the optimisation (``DARTSSearch``). Hooks, validation on a held-out
-split, checkpoints and resuming are mmengine's ``EpochBasedTrainLoop``'s.
+does the optimisation (``DARTSSearch``). Before the first epoch it checks
+the optimizers and schedulers with the search contract's one check
+(``check_search_optimizers``, which the model runs too). Hooks, validation on
+a held-out split, checkpoints and resuming are mmengine's
+``EpochBasedTrainLoop``'s.
 """
 import logging
 from typing import Dict, Union
 
 from mmengine.logging import print_log
-from mmengine.optim import OptimWrapperDict
 from mmengine.runner import EpochBasedTrainLoop
 from torch.utils.data import DataLoader
 
+from ..models.search.contract import check_search_optimizers
+from ..models.search.guard import FIXES, SearchDiverged
 from ..registry import LOOPS
 from ..utils.unwrap import unwrap_model
 
@@ -80,27 +84,16 @@ class DARTSLoop(EpochBasedTrainLoop):
 
     def run(self):
         """Checks the set-up, then runs mmengine's epoch loop."""
-        if not isinstance(self.runner.optim_wrapper, OptimWrapperDict):
-            raise TypeError(
-                'DARTSLoop needs two optimizers: set optim_wrapper=dict('
-                'constructor=\'sase_mm.DARTSOptimWrapperConstructor\', '
-                'weights=dict(optimizer=...), alphas=dict(optimizer=...))')
-        self._check_alpha_schedulers()
+        self.check_set_up()
         return super().run()
 
-    def _check_alpha_schedulers(self) -> None:
-        schedulers = self.runner.param_schedulers
-        if self.allow_alpha_lr_schedule or not isinstance(schedulers, dict):
-            return
-        bad = [type(s).__name__ for s in schedulers.get('alphas', [])
-               if getattr(s, 'param_name', None) == 'lr']
-        if bad:
-            raise ValueError(
-                f'the alpha learning rate would be scheduled by {bad}: DARTS '
-                f'keeps it constant. A param_scheduler list applies to every '
-                f'optimizer; key it by optimizer instead: param_scheduler='
-                f'dict(weights=[...], alphas=[]) (or set train_cfg.'
-                f'allow_alpha_lr_schedule=True)')
+    def check_set_up(self) -> None:
+        """The search contract on the runner's model, optimizers and
+        schedulers (raises TypeError / ValueError, see
+        ``check_search_optimizers``)."""
+        check_search_optimizers(
+            unwrap_model(self.runner.model), self.runner.optim_wrapper,
+            self.runner.param_schedulers, self.allow_alpha_lr_schedule)
 
     def run_epoch(self) -> None:
         """One epoch over both halves, zipped."""
@@ -114,6 +107,18 @@ class DARTSLoop(EpochBasedTrainLoop):
         self.runner.call_hook('after_train_epoch')
         self._epoch += 1
 
+    def _diverged_message(self, err: Exception) -> str:
+        """Where the search diverged and what to do, for the user."""
+        hub = self.runner.message_hub
+        last = hub.get_info('last_ckpt') if 'last_ckpt' in \
+            hub.runtime_info else None
+        return (f'the search diverged at iteration {self._iter + 1} (epoch '
+                f'{self._epoch + 1}): {err}. Stopped; no genotype was '
+                f'written from these values. Last good checkpoint: '
+                f'{last or "none yet"}. Usual fixes: {FIXES}; then resume '
+                f'with --resume, or set model.nan_policy=\'skip_step\' to '
+                f'skip such steps.')
+
     def run_iter(self, idx, data_batch: dict) -> None:
         """One search iteration on ``dict(train=..., search=...)``."""
         self.runner.call_hook('before_train_iter', batch_idx=idx,
@@ -121,8 +126,11 @@ class DARTSLoop(EpochBasedTrainLoop):
         # The search model synchronises its own gradients across ranks
         # (DDP's hooks do not see torch.autograd.grad), so call it unwrapped.
         model = unwrap_model(self.runner.model)
-        outputs = model.train_step(data_batch,
-                                   optim_wrapper=self.runner.optim_wrapper)
+        try:
+            outputs = model.train_step(
+                data_batch, optim_wrapper=self.runner.optim_wrapper)
+        except SearchDiverged as err:
+            raise SearchDiverged(self._diverged_message(err)) from None
         self.runner.call_hook('after_train_iter', batch_idx=idx,
                               data_batch=data_batch, outputs=outputs)
         self._iter += 1

@@ -1,10 +1,12 @@
 """GenotypeHook: records the architecture of a SASE search every epoch.
 
 SASE (arXiv 2411.08333): the searched block is the argmax of each row of the
-shared (6, 7) alpha (docs/spec.md section 3). Every ``interval`` epochs this
-hook logs the genotype and softmax(alpha) (logger, and every visualizer
-backend through ``add_scalars``) and writes, atomically, in ``out_dir``
-(default: the work dir):
+shared (6, 7) alpha (docs/spec.md section 3). The hook derives nothing
+itself: it asks the search model (unwrapped; ``is_searchable``) for
+``genotype()``, ``mix()`` (softmax(alpha)) and ``arch_alphas``. Every
+``interval`` epochs it logs the genotype and softmax(alpha) (logger, and
+every visualizer backend through ``add_scalars``) and writes, atomically, in
+``out_dir`` (default: the work dir):
 
 * ``genotype.json``: the genotype (readable by ``Genotype.load``) with the
   epoch, alpha and softmax(alpha);
@@ -13,7 +15,9 @@ backend through ``add_scalars``) and writes, atomically, in ``out_dir``
   ``attn_cfg=dict(type='sase_mm.SASE', genotype={{_base_.genotype}})``;
 * ``alphas_heatmap.png``: softmax(alpha), edges x operations;
 * ``alphas_history.png`` / ``alphas_history.json``: each edge's weights over
-  the epochs (kept in the checkpoints, so a resumed search continues them).
+  the epochs (kept in the checkpoints, so a resumed search continues them);
+* ``curves.png``: the loss and held-out accuracy over the search (at the
+  end, from mmengine's scalar log).
 
 At the end of the search it logs the final genotype and these paths.
 """
@@ -25,15 +29,19 @@ import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
+from ..models.layers.builder import is_searchable
 from ..models.sase import EDGES, Genotype
+from ..models.search.guard import FIXES, SearchDiverged, is_finite
 from ..registry import HOOKS
 from ..utils.atomic import atomic_write_text
 from ..utils.unwrap import unwrap_model
-from .alpha_plots import plot_alpha_heatmap, plot_alpha_history
+from .alpha_plots import (decision_summary, edge_margins, plot_alpha_heatmap,
+                          plot_alpha_history)
+from .curves import plot_run_curves
 
 FILES = dict(json='genotype.json', config='genotype.py',
              heatmap='alphas_heatmap.png', history='alphas_history.png',
-             history_json='alphas_history.json')
+             history_json='alphas_history.json', curves='curves.png')
 
 
 def alpha_table(probs: torch.Tensor) -> str:
@@ -57,24 +65,29 @@ class GenotypeHook(Hook):
             recorded).
         out_dir (str, optional): where the files go (default: work dir).
         plot (bool): write the two PNGs (matplotlib).
+        margin_threshold (float): an edge whose best weight leads the second
+            best by less than this is "not yet decided": flagged on the
+            heatmap and in the final summary, which then suggests more
+            epochs (0.02).
     """
     priority = 'LOW'
 
     def __init__(self, interval: int = 1, out_dir: Optional[str] = None,
-                 plot: bool = True):
+                 plot: bool = True, margin_threshold: float = 0.02):
         self.interval = interval
         self.out_dir = out_dir
         self.plot = plot
+        self.margin_threshold = float(margin_threshold)
         self.history: List[list] = []  # [epoch, softmax(alpha) as lists]
 
     @staticmethod
-    def _alphas(runner) -> torch.Tensor:
+    def _search_model(runner):
         model = unwrap_model(runner.model)
-        if not isinstance(getattr(model, 'alphas', None), torch.Tensor):
-            raise TypeError(f'GenotypeHook needs a search model with '
-                            f'`alphas` (e.g. sase_mm.DARTSSearch), got '
+        if not is_searchable(model):
+            raise TypeError(f'GenotypeHook needs a search model that reports '
+                            f'its genotype (e.g. sase_mm.DARTSSearch), got '
                             f'{type(model).__name__}')
-        return model.alphas.detach().float().cpu()
+        return model
 
     def paths(self, runner) -> dict:
         out = self.out_dir or runner.work_dir
@@ -89,9 +102,15 @@ class GenotypeHook(Hook):
 
     def record(self, runner, epoch: int) -> Genotype:
         """Logs, plots and writes the current genotype (see module doc)."""
-        alphas = self._alphas(runner)
-        probs = alphas.softmax(dim=-1)
-        genotype = Genotype.from_alphas(alphas)
+        model = self._search_model(runner)
+        genotype = model.genotype()
+        with torch.no_grad():
+            alphas = model.arch_alphas.detach().float().cpu()
+            probs = model.mix().detach().float().cpu()
+        if not is_finite(alphas):
+            raise SearchDiverged(
+                f'alpha is not finite at the end of epoch {epoch}; no '
+                f'genotype is written from it. Usual fixes: {FIXES}')
         self.history = [h for h in self.history if h[0] != epoch]
         self.history.append([epoch, probs.tolist()])
         runner.logger.info(f'Epoch {epoch} genotype: {genotype}\n'
@@ -125,18 +144,32 @@ class GenotypeHook(Hook):
                  softmax_alphas=[h[1] for h in history])))
         if self.plot:
             plot_alpha_heatmap(probs, paths['heatmap'],
-                               f'softmax(alpha), epoch {epoch}\n{genotype}')
+                               f'softmax(alpha), epoch {epoch}\n{genotype}',
+                               margin_threshold=self.margin_threshold)
             plot_alpha_history([h[0] for h in history],
                                [h[1] for h in history], paths['history'])
 
+    def undecided(self, runner) -> List[tuple]:
+        """(edge name, margin) of each edge whose margin is below
+        ``margin_threshold``."""
+        with torch.no_grad():
+            probs = self._search_model(runner).mix().detach().float().cpu()
+        return [(e.name, float(m)) for e, m in zip(EDGES, edge_margins(probs))
+                if m < self.margin_threshold]
+
     def after_train(self, runner) -> None:
-        genotype = Genotype.from_alphas(self._alphas(runner))
-        files = '\n'.join(f'  {k}: {v}' for k, v in self.paths(runner).items()
-                          if self.plot or not v.endswith('.png'))
+        genotype = self._search_model(runner).genotype()
+        paths = self.paths(runner)
+        if self.plot and is_main_process():
+            # The loss / accuracy curves, after the last validation.
+            plot_run_curves(runner, paths['curves'])
+        files = '\n'.join(f'  {k}: {v}' for k, v in paths.items()
+                          if os.path.exists(v))
         runner.logger.info(
             f'Search finished. Genotype: {genotype}\n'
             f'  reference spelling: {genotype.to_pairs()}\n'
-            f'Files:\n{files}')
+            f'{decision_summary(self.undecided(runner), self.margin_threshold)}'
+            f'\nFiles:\n{files}')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint.setdefault('meta', {})['alpha_history'] = self.history

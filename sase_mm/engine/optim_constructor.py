@@ -5,7 +5,9 @@ and the architecture weights alpha are optimised by different optimizers on
 different halves of the data (docs/spec.md section 3: SGD 0.025 / 0.9 / 5e-4
 with gradient clipping 5 on the weights; Adam 3e-4, betas (0.5, 0.999),
 weight decay 1e-3 on alpha). This constructor builds
-``OptimWrapperDict(weights=..., alphas=...)`` from one config each.
+``OptimWrapperDict(weights=..., alphas=...)`` from one config each; the keys
+are the search contract's (``sase_mm.models.search.contract``), which also
+checks the built optimizers against the model.
 """
 import copy
 
@@ -13,10 +15,10 @@ from mmengine.optim import (DefaultOptimWrapperConstructor,
                             OptimWrapperDict)
 from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS, DefaultScope
 
+from ..models.search.contract import (ALPHA_OPTIMIZER, OPTIMIZER_KEYS,
+                                      WEIGHT_OPTIMIZER)
 from ..registry import OPTIM_WRAPPER_CONSTRUCTORS
 from ..utils.unwrap import unwrap_model
-
-KEYS = ('weights', 'alphas')
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -47,14 +49,14 @@ class DARTSOptimWrapperConstructor:
     """
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg=None):
-        unknown = set(optim_wrapper_cfg) - set(KEYS)
-        missing = [k for k in KEYS if k not in optim_wrapper_cfg]
+        unknown = set(optim_wrapper_cfg) - set(OPTIMIZER_KEYS)
+        missing = [k for k in OPTIMIZER_KEYS if k not in optim_wrapper_cfg]
         if unknown or missing:
             raise ValueError(
                 f'DARTSOptimWrapperConstructor takes optim_wrapper=dict('
                 f'weights=dict(optimizer=...), alphas=dict(optimizer=...)); '
                 f'missing {missing}, unknown {sorted(unknown)}')
-        for key in KEYS:
+        for key in OPTIMIZER_KEYS:
             if 'optimizer' not in optim_wrapper_cfg[key]:
                 raise ValueError(f'optim_wrapper.{key} needs an `optimizer` '
                                  f'config, got {optim_wrapper_cfg[key]}')
@@ -76,13 +78,14 @@ class DARTSOptimWrapperConstructor:
                 'DARTSOptimWrapperConstructor needs `supernet` and '
                 '`arch_parameters()` (use type=\'sase_mm.DARTSSearch\')')
         weights = DefaultOptimWrapperConstructor(
-            copy.deepcopy(self.cfg['weights']),
+            copy.deepcopy(self.cfg[WEIGHT_OPTIMIZER]),
             self.paramwise_cfg)(model.supernet)
-        alpha_cfg = copy.deepcopy(self.cfg['alphas'])
+        alpha_cfg = copy.deepcopy(self.cfg[ALPHA_OPTIMIZER])
         wrapper_type = alpha_cfg.pop('type', 'OptimWrapper')
         optimizer_cfg = alpha_cfg.pop('optimizer')
         optimizer_cfg['params'] = list(model.arch_parameters())
         alphas = OPTIM_WRAPPERS.build(
             dict(type=wrapper_type, optimizer=OPTIMIZERS.build(optimizer_cfg),
                  **alpha_cfg))
-        return OptimWrapperDict(weights=weights, alphas=alphas)
+        return OptimWrapperDict(**{WEIGHT_OPTIMIZER: weights,
+                                   ALPHA_OPTIMIZER: alphas})

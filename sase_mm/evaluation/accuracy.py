@@ -3,8 +3,12 @@
 SASE (arXiv 2411.08333) judges its search by how well the supernet
 classifies; this metric reads the ``predict`` outputs of ``DARTSSearch``
 (``dict(pred_score=(K,), gt_label=int)`` per sample) without needing
-mmpretrain's data structures. With mmpretrain models, use mmpretrain's
-``Accuracy`` instead.
+mmpretrain's data structures. With mmpretrain models (whose predictions
+are mmpretrain data samples), use mmpretrain's ``Accuracy`` instead.
+
+It is honest about degenerate outputs: a score tied with the label's counts
+against the sample (so a constant model scores 0, not 100%), and a NaN
+score is an error (a diverged model must not look perfect).
 """
 from typing import Sequence
 
@@ -40,7 +44,15 @@ class TopKAccuracy(BaseMetric):
                                f'{sorted(sample)}')
             score = torch.as_tensor(sample['pred_score']).float().cpu()
             gt = int(sample['gt_label'])
-            rank = int((score > score[gt]).sum())  # 0 when gt is the best
+            if torch.isnan(score).any():
+                raise ValueError(
+                    f'TopKAccuracy: sample {len(self.results)} has NaN '
+                    f'scores ({int(torch.isnan(score).sum())} of '
+                    f'{score.numel()}): the model diverged, its accuracy is '
+                    f'undefined. Lower the learning rate or clip gradients.')
+            # Ties with the label's score count against it: its rank is the
+            # number of other classes scored at least as high.
+            rank = int((score >= score[gt]).sum()) - 1
             self.results.append(rank)
 
     def compute_metrics(self, results: list) -> dict:

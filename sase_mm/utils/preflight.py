@@ -56,8 +56,26 @@ def _leaf_datasets(ds_cfg, where: str) -> Iterator[Tuple[str, Mapping]]:
         yield where, ds_cfg
 
 
+def _own_dataset(ds_cfg: Mapping):
+    """The sase_mm dataset class a config names, or None."""
+    kind = ds_cfg.get('type')
+    if not isinstance(kind, str) or not kind.startswith('sase_mm.'):
+        return None
+    from ..registry import DATASETS
+    return DATASETS.get(kind)
+
+
 def dataset_paths(ds_cfg: Mapping) -> List[Tuple[str, str]]:
-    """The local files a dataset config reads: [(config field, path)]."""
+    """The local files a dataset config reads: [(config field, path)].
+
+    sase_mm's own datasets say which files they read (``files_needed``:
+    none for the digits, which scikit-learn ships); mmdet / mmpretrain
+    datasets are read from ``data_root``, ``ann_file``, ``data_prefix`` and
+    mmpretrain's ``split``."""
+    own = _own_dataset(ds_cfg)
+    if own is not None and hasattr(own, 'files_needed'):
+        return [(k, p) for k, p in own.files_needed(ds_cfg)
+                if not _is_remote(p)]
     root = ds_cfg.get('data_root') or ''
     out = []
     ann = ds_cfg.get('ann_file') or ''
@@ -77,16 +95,29 @@ def dataset_paths(ds_cfg: Mapping) -> List[Tuple[str, str]]:
     return [(k, p) for k, p in out if not _is_remote(p)]
 
 
+class MissingDataError(FileNotFoundError):
+    """Dataset files a config needs are not there (the message says where
+    they go and how to point the config at them)."""
+
+
+def _get(cfg, dotted: str):
+    """``cfg[a][b]`` for ``'a.b'`` (a Config or dicts), None if absent."""
+    for part in dotted.split('.'):
+        cfg = cfg.get(part) if hasattr(cfg, 'get') else None
+    return cfg
+
+
 def check_data_paths(cfg, dataloaders=('train_dataloader',)) -> None:
-    """Raises FileNotFoundError naming every missing dataset file.
+    """Raises :class:`MissingDataError` naming every missing dataset file.
 
     Args:
         cfg (Config | dict): a full mmengine config.
-        dataloaders: the dataloader keys to check (absent ones are skipped).
+        dataloaders: the dataloader keys to check, dotted for nested ones
+            (``train_cfg.search_dataloader``); absent ones are skipped.
     """
     problems = []
     for key in dataloaders:
-        loader = cfg.get(key)
+        loader = _get(cfg, key)
         if not isinstance(loader, Mapping):
             continue
         for where, ds in _leaf_datasets(loader.get('dataset'),
@@ -115,8 +146,11 @@ def check_data_paths(cfg, dataloaders=('train_dataloader',)) -> None:
         for field, path in missing:
             lines.append(f'  {path}  ({where}.{field}, {dtype}) does not '
                          f'exist')
+        own = _own_dataset(ds)
         if dtype in DATA_LAYOUTS:
             layouts[dtype] = DATA_LAYOUTS[dtype]
+        elif own is not None and getattr(own, 'LAYOUT', ''):
+            layouts[dtype] = own.LAYOUT
     msg = (f'dataset files are missing (relative paths are from '
            f'{os.getcwd()}):\n' + '\n'.join(lines))
     for text in layouts.values():
@@ -129,7 +163,34 @@ def check_data_paths(cfg, dataloaders=('train_dataloader',)) -> None:
             fixes.append(fix)
     msg += ('\nPut the data there (a symlink is fine), or point the config '
             'at your copy: --cfg-options ' + ' '.join(fixes))
-    raise FileNotFoundError(msg)
+    raise MissingDataError(msg)
+
+
+def check_genotype_files(cfg) -> None:
+    """Reads every ``genotype=PATH`` the config names (parsed, never
+    executed), so that a missing or malformed file stops the run before
+    anything is built, with the file's name and the accepted forms."""
+    from ..models.sase.genotype import GENOTYPES, Genotype
+
+    def walk(node, where):
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                here = f'{where}.{key}' if where else key
+                if key == 'genotype' and isinstance(value, str) and \
+                        value not in GENOTYPES and not value.lstrip(
+                        ).startswith(('[', '{')):
+                    if not osp.isfile(value):
+                        raise FileNotFoundError(
+                            f'{here}: genotype file {value!r} does not exist '
+                            f'(relative paths are from {os.getcwd()})')
+                    Genotype.load(value)
+                else:
+                    walk(value, here)
+        elif isinstance(node, (list, tuple)):
+            for i, value in enumerate(node):
+                walk(value, f'{where}.{i}')
+
+    walk(cfg, '')
 
 
 # ------------------------------------------------------- pretrained weights

@@ -38,6 +38,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import torch
 
 from .atomic import atomic_torch_save
+from .checkpoint_files import verify
 from .safe_pickle import (UnsafePickleError, check_inert, numpy_globals,
                           pickle_globals)
 
@@ -174,14 +175,19 @@ def load_checkpoint(filename: str, map_location: Any = 'cpu') -> Any:
         filename: a local path (``~`` expanded).
         map_location: as ``torch.load``'s.
 
+    A SHA-256 written beside the file (``<file>.sha256``, as sase_mm's
+    checkpoint hook writes it) is checked first.
+
     Raises:
         FileNotFoundError: no such file.
+        CheckpointIntegrityError: the file does not match its SHA-256.
         UntrustedCheckpointError: the file names a refused global.
         CheckpointReadError: the file is not a readable checkpoint.
     """
     path = os.path.expanduser(str(filename))
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint {path!r} does not exist')
+    verify(path)
     try:
         with torch.serialization.safe_globals(checkpoint_globals()):
             ckpt = torch.load(path, map_location=map_location,

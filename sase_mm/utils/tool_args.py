@@ -9,6 +9,7 @@ ones (``--work-dir``, ``--cfg-options``, ``--launcher``, ``--resume``,
 import argparse
 import os
 import os.path as osp
+import sys
 from typing import List, Optional
 
 from mmengine.config import Config, DictAction
@@ -60,6 +61,8 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    _use_safe_checkpoint_hook(cfg)
+    inline_genotype_files(cfg)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -68,40 +71,129 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def inline_genotype_files(cfg) -> None:
+    """Replaces every ``genotype=PATH`` in the config by the operations the
+    file holds (read, never executed), so that the config a run dumps into
+    its work dir records the block itself and reruns without the file."""
+    from ..models.sase.genotype import GENOTYPES, Genotype
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == 'genotype' and isinstance(value, str) and \
+                        value not in GENOTYPES and osp.isfile(value):
+                    node[key] = list(Genotype.load(value))
+                else:
+                    walk(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                walk(value)
+
+    walk(cfg._cfg_dict if isinstance(cfg, Config) else cfg)
+
+
+def _use_safe_checkpoint_hook(cfg: Config) -> None:
+    """mmengine's CheckpointHook writes in place and deletes the previous
+    checkpoint first; every checkpoint the tools write goes through
+    ``sase_mm.SafeCheckpointHook`` instead (same options), unless it is
+    written to remote storage or the config names mmengine's hook with its
+    scope (``type='mmengine.CheckpointHook'``: an explicit choice)."""
+    hook = cfg.get('default_hooks', {}).get('checkpoint')
+    if isinstance(hook, dict) and hook.get('type') == 'CheckpointHook' and \
+            '://' not in str(hook.get('out_dir', '')):
+        hook['type'] = 'sase_mm.SafeCheckpointHook'
+
+
 def apply_training_args(cfg: Config, args: argparse.Namespace) -> Config:
-    """--no-validate and --resume (``auto``: the work dir's latest)."""
+    """--no-validate and --resume.
+
+    A bare ``--resume`` takes the newest checkpoint of the work dir that
+    reads and matches its SHA-256, warning about each newer one it skips
+    (truncated, hash mismatch); ``--resume PATH`` stops with an error naming
+    the file and the good checkpoints beside it when PATH is damaged.
+    """
+    from .checkpoint_files import check_readable, checkpoints_in, resumable
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.resume == 'auto':
+        path, skipped = resumable(cfg.work_dir) if osp.isdir(
+            cfg.work_dir) else (None, [])
+        # Before the runner exists there is no run logger: stderr.
+        for bad in skipped:
+            print(f'warning: --resume: skipping {bad.path} ({bad.why})',
+                  file=sys.stderr)
+        if skipped and path is not None:
+            print(f'warning: --resume: resuming from {path}, the newest '
+                  f'checkpoint that reads', file=sys.stderr)
         cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = path
     elif args.resume is not None:
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume: checkpoint {args.resume!r} '
                                     f'does not exist')
+        why = check_readable(args.resume, raise_untrusted=True)
+        if why:
+            from .safe_checkpoint import CheckpointReadError
+            here = osp.dirname(osp.abspath(args.resume))
+            good = [p for p in checkpoints_in(here)
+                    if osp.abspath(p) != osp.abspath(args.resume)
+                    and not check_readable(p)]
+            beside = (f'good checkpoints beside it: {", ".join(good)}'
+                      if good else 'no checkpoint beside it reads either')
+            raise CheckpointReadError(
+                f'--resume: checkpoint {args.resume!r} cannot be resumed '
+                f'from ({why}); {beside}. Pass that path, or a bare '
+                f'--resume to take the newest good one.')
         cfg.resume = True
         cfg.load_from = args.resume
     return cfg
 
 
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Several processes on a machine without CUDA (``--launcher pytorch``
+    under torchrun, e.g. ``tools/dist_search.sh CONFIG 2``).
+
+    mmengine's ``init_dist`` always calls ``torch.cuda.set_device``; so the
+    gloo process group is initialised here first (from torchrun's
+    environment), and mmengine, finding it initialised, uses it. Models are
+    wrapped in DDP without device ids. Nothing happens with one process or
+    when CUDA is there.
+    """
+    import torch
+    import torch.distributed as dist
+    if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
+        return
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    cfg.env_cfg.dist_cfg.backend = 'gloo'
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
+                                     device_ids=None,
+                                     broadcast_buffers=False)
+    if not dist.is_initialized():
+        dist.init_process_group('gloo')
+
+
 def build_runner(cfg: Config) -> Runner:
-    """``Runner.from_cfg``, or the config's own ``runner_type``."""
+    """``Runner.from_cfg``, or the config's own ``runner_type`` (after
+    :func:`setup_cpu_distributed`)."""
+    setup_cpu_distributed(cfg)
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else \
         RUNNERS.build(cfg)
 
 
 def run_main(main, argv=None):
     """Runs a tool's ``main``; a refused or unreadable file (a crafted
-    checkpoint, say) ends it with its message and exit status 1 instead of
-    a traceback: the message says all there is to say."""
-    import sys
-
+    checkpoint, say) or missing data ends it with its message and exit
+    status 1 instead of a traceback: the message says all there is to say."""
     from ..datasets.cifar10 import CIFARFormatError
+    from .checkpoint_files import CheckpointIntegrityError
+    from .preflight import MissingDataError
     from .safe_checkpoint import CheckpointReadError, UntrustedCheckpointError
     try:
         return main(argv)
     except (UntrustedCheckpointError, CheckpointReadError,
-            CIFARFormatError) as err:
+            CheckpointIntegrityError, CIFARFormatError,
+            MissingDataError) as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(1)
 

@@ -23,3 +23,27 @@ def test_bad_inputs():
     metric = METRICS.build(dict(type='sase_mm.TopKAccuracy'))
     with pytest.raises(KeyError, match='pred_score'):
         metric.process(None, [dict(pred_label=1, gt_label=1)])
+
+
+def test_ties_count_against_the_sample():
+    metric = METRICS.build(dict(type='sase_mm.TopKAccuracy', topk=(1, 2, 3)))
+    constant = torch.full((4, 3), 0.25)  # a model that outputs a constant
+    metric.process(None, [dict(pred_score=s, gt_label=torch.tensor(g))
+                          for s, g in zip(constant, [0, 1, 2, 0])])
+    out = metric.evaluate(4)
+    assert out['accuracy/top1'] == 0 and out['accuracy/top2'] == 0
+    assert out['accuracy/top3'] == 100  # all three classes are in the top 3
+    metric = METRICS.build(dict(type='sase_mm.TopKAccuracy', topk=(1, 2)))
+    metric.process(None, [dict(pred_score=torch.tensor([0.4, 0.4, 0.2]),
+                               gt_label=torch.tensor(1))])
+    out = metric.evaluate(1)
+    assert out['accuracy/top1'] == 0 and out['accuracy/top2'] == 100
+
+
+@pytest.mark.parametrize('scores', [torch.full((3, ), float('nan')),
+                                    torch.tensor([0.1, float('nan'), 0.2])])
+def test_nan_scores_raise(scores):
+    metric = METRICS.build(dict(type='sase_mm.TopKAccuracy'))
+    with pytest.raises(ValueError, match='NaN'):
+        metric.process(None, [dict(pred_score=scores,
+                                   gt_label=torch.tensor(0))])

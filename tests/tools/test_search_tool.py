@@ -79,3 +79,44 @@ def test_digits_search_end_to_end_and_resume(tmp_path, capsys):
     assert osp.isfile(osp.join(work, 'epoch_2.pth'))
     with pytest.raises(FileNotFoundError, match='does not exist'):
         tool.main([DIGITS, '--resume', str(tmp_path / 'nope.pth')])
+
+
+def test_missing_cifar_precheck_and_its_fix_works(tmp_path):
+    """No CIFAR-10 on disk: one screen, exit 1, no traceback, no work dir;
+    the command the message suggests (with the data put there) runs."""
+    import re
+    import subprocess
+    import sys
+
+    from data_utils import payloads
+    from data_utils.tool_runs import REPO
+    tool = osp.join(REPO, 'tools', 'search.py')
+    work = tmp_path / 'work'
+    res = subprocess.run([sys.executable, tool, CIFAR, '--work-dir',
+                          str(work)], capture_output=True, text=True,
+                         cwd=str(tmp_path))
+    err = res.stderr
+    assert res.returncode == 1, err[-2000:]
+    assert 'Traceback' not in err and not work.exists()
+    assert 'cifar-10-batches-py/data_batch_1' in err
+    assert len([line for line in err.splitlines() if line.strip()]) < 40
+    fix = re.search(r'--cfg-options (.*)', err).group(1).split()
+    assert sorted(k.split('=')[0] for k in fix) == sorted([
+        'train_dataloader.dataset.data_root',
+        'train_cfg.search_dataloader.dataset.data_root',
+        'val_dataloader.dataset.data_root'])
+    data = tmp_path / 'my_cifar'
+    payloads.write_cifar_root(str(data), n=8)
+    small = ['train_cfg.max_epochs=1', 'custom_hooks.0.plot=False'] + [
+        f'{loader}.{key}'
+        for loader in ('train_dataloader', 'train_cfg.search_dataloader',
+                       'val_dataloader')
+        for key in ('batch_size=4', 'num_batch_per_epoch=1')]
+    res = subprocess.run(
+        [sys.executable, tool, CIFAR, '--work-dir', str(work),
+         '--cfg-options'] + [k.replace('PATH', str(data)) for k in fix] +
+        small + ['model.order=1'], capture_output=True, text=True,
+        cwd=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert 'Searched genotype' in res.stdout
+    assert (work / 'genotype.json').is_file()

@@ -37,7 +37,7 @@ def test_train_options_map_to_config(train, tmp_path):
     assert cfg.launcher == 'none'
 
     ckpt = tmp_path / 'epoch_3.pth'
-    ckpt.write_bytes(b'')
+    torch.save(dict(state_dict={}), str(ckpt))
     args = train.parse_args([FASTER, '--resume', str(ckpt),
                              '--work-dir', str(tmp_path), '--no-validate',
                              '--launcher', 'pytorch'])
@@ -208,3 +208,39 @@ def test_unparsable_genotype_file_names_it(train, tiny_imagenet, tmp_path):
     msg = str(err.value)
     assert str(bad) in msg
     assert 'genotype' in msg and 'missing' in msg
+
+
+@pytest.mark.parametrize('script,needed', [('dist_train.sh', 2),
+                                           ('dist_test.sh', 3),
+                                           ('dist_search.sh', 2)])
+def test_dist_scripts_print_usage(script, needed):
+    path = osp.join(REPO, 'tools', script)
+    env = {'PYTHON': 'false', 'PATH': '/usr/bin:/bin'}
+    for flag in ('--help', '-h'):
+        proc = subprocess.run(['bash', path, flag], capture_output=True,
+                              text=True, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert f'bash tools/{script} CONFIG' in proc.stdout
+        assert 'Traceback' not in proc.stdout + proc.stderr
+    proc = subprocess.run(['bash', path] + ['x'] * (needed - 1),
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 2
+    assert f'needs {needed} arguments' in proc.stderr
+    assert f'bash tools/{script} CONFIG' in proc.stderr
+
+
+def test_genotype_path_is_recorded_as_operations(train, tmp_path):
+    """The config a run dumps names the operations, not a file."""
+    from sase_mm.models.sase import Genotype
+    g = Genotype(['gap', 'fc', 'affine', 'l4_pool', 'gap', 'conv_3x3'])
+    path = str(tmp_path / 'genotype.json')
+    g.save(path)
+    args = train.parse_args([IMAGENET, '--work-dir', str(tmp_path / 'w'),
+                             '--cfg-options',
+                             f'model.backbone.attn_cfg.genotype={path}'])
+    cfg = train.build_config(args)
+    assert cfg.model.backbone.attn_cfg.genotype == list(g)
+    dumped = tmp_path / 'dumped.py'
+    cfg.dump(str(dumped))
+    assert 'genotype.json' not in dumped.read_text()
+    assert "'conv_3x3'" in dumped.read_text()

@@ -9,9 +9,11 @@ shortcut where the shape changes; global average pool; linear classifier.
 
 The attention sits after the second BN of each basic block, before the
 shortcut add. During a search every block's ``SASESearch`` reads one shared
-(6, 7) alpha, and the mixing weights are passed explicitly through
-``forward(x, weights)`` (DARTS's ``cell(s0, s1, weights)`` idiom) so that the
-search model, the alpha's single owner, computes ``softmax(alpha)`` once.
+(6, 7) alpha, and the mixing weights ``mix = softmax(alpha)`` are passed
+explicitly through ``forward(x, mix)`` (DARTS's ``cell(s0, s1, weights)``
+idiom) so that the search model, the alpha's single owner, computes the
+softmax once per pass. The network creates no alpha itself: it claims the
+shared one from :mod:`sase_mm.models.sase.supernet` (the alpha's one home).
 """
 from typing import Optional, Sequence, Tuple, Union
 
@@ -21,7 +23,7 @@ import torch.nn.functional as F
 
 from ...registry import MODELS
 from ..layers.builder import build_attention, is_searchable
-from ..sase.supernet import init_alphas
+from ..sase.supernet import claim_alphas
 
 __all__ = ['CifarBasicBlock', 'CifarResNet']
 
@@ -35,7 +37,9 @@ class CifarBasicBlock(nn.Module):
         stride (int): stride of the first conv (and of the shortcut).
         attn_cfg (dict | None): attention after the second BN (None: none).
         alphas (nn.Parameter, optional): shared architecture weights for a
-            searchable attention (kept by reference, not registered here).
+            searchable attention (kept by reference, not registered here);
+            None: the attention joins the alpha of the model under
+            construction.
         spatial_size (int, optional): the output feature size, handed to
             attention types that take ``spatial_size`` (when the config does
             not set it).
@@ -58,7 +62,7 @@ class CifarBasicBlock(nn.Module):
         self.attention = build_attention(attn_cfg, out_channels, alphas,
                                          **extra)
         # Only searchable blocks take the mixing weights in forward.
-        self._attn_takes_weights = is_searchable(self.attention)
+        self._attn_takes_mix = is_searchable(self.attention)
         if stride != 1 or in_channels != out_channels:
             self.downsample = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
@@ -67,14 +71,14 @@ class CifarBasicBlock(nn.Module):
             self.downsample = None
 
     def forward(self, x: torch.Tensor,
-                weights: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """x: (B, C_in, H, W); weights: optional (6, 7) mixing weights for a
-        searchable attention (default: its own softmax(alpha))."""
+                mix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x: (B, C_in, H, W); mix: optional (6, 7) mixing weights for a
+        searchable attention (default: its own ``mix()``)."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         if self.attention is not None:
-            if self._attn_takes_weights and weights is not None:
-                out = self.attention(out, weights)
+            if self._attn_takes_mix and mix is not None:
+                out = self.attention(out, mix)
             else:
                 out = self.attention(out)
         identity = x if self.downsample is None else self.downsample(x)
@@ -97,7 +101,8 @@ class CifarResNet(nn.Module):
         alphas (nn.Parameter, optional): the (6, 7) architecture weights a
             searchable attention reads, owned by the caller (the search
             model). When the attention is searchable and none is given, the
-            network creates and owns one (key ``alphas``).
+            network claims one (``claim_alphas``) and owns it (key
+            ``alphas``); its blocks join it.
         base_channels (int): channels of the first stage (16); the stages
             have 1x, 2x, 4x.
         in_channels (int): image channels (3).
@@ -128,8 +133,9 @@ class CifarResNet(nn.Module):
         self.out_indices = tuple(out_indices)
         searchable = is_searchable(attn_cfg)
         if searchable and alphas is None:
-            alphas = init_alphas()
-            self.alphas = alphas  # this network is the owner
+            # Claimed before any layer is built (the alpha is drawn first);
+            # the blocks, built with alphas=None, join it.
+            self.alphas = claim_alphas(self)
         elif not searchable:
             alphas = None
         n = (depth - 2) // 6
@@ -175,15 +181,15 @@ class CifarResNet(nn.Module):
         return None
 
     def forward(self, x: torch.Tensor,
-                weights: Optional[torch.Tensor] = None
+                mix: Optional[torch.Tensor] = None
                 ) -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
-        """x: (B, 3, H, W); weights: optional (6, 7) mixing weights for
-        searchable attention (default: each block's softmax(alpha))."""
+        """x: (B, 3, H, W); mix: optional (6, 7) mixing weights for
+        searchable attention (default: each block's ``mix()``)."""
         x = F.relu(self.bn1(self.conv1(x)))
         outs = []
         for i, layer in enumerate(self.layers):
             for block in layer:
-                x = block(x, weights)
+                x = block(x, mix)
             if i in self.out_indices:
                 outs.append(x)
         if self.fc is None:

@@ -29,7 +29,7 @@ from mmpretrain.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 
 from ...registry import MODELS
 from ..layers.builder import DEFAULT_ATTN_CFG, build_attention, is_searchable
-from ..sase.supernet import init_alphas
+from ..sase.supernet import claim_alphas
 
 
 class _AttentionSlot:
@@ -79,7 +79,8 @@ class SASEBasicBlock(_AttentionSlot, BasicBlock):
         attn_cfg (dict | None): the attention (``in_channels`` =
             ``out_channels`` is filled in); None: a plain block.
         alphas (nn.Parameter, optional): shared architecture weights for a
-            searchable attention.
+            searchable attention; None: it joins the alpha of the model
+            under construction (``SASEResNet``'s).
     """
 
     def _branch(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,9 +109,10 @@ class SASEResNet(ResNet):
             ``MODELS.build(dict(**attn_cfg, in_channels=C))`` with C the
             block's output channels. Default: the paper's searched block,
             ``dict(type='sase_mm.SASE')``. ``None`` gives a plain ResNet (the
-            same keys as mmpretrain's ``ResNet``). A searchable type (one
-            whose constructor takes ``alphas``, e.g. ``sase_mm.SASESearch``)
-            gets the backbone's single (6, 7) ``alphas`` parameter.
+            same keys as mmpretrain's ``ResNet``). A searchable type
+            (``is_searchable``, e.g. ``sase_mm.SASESearch``) reads the
+            backbone's single (6, 7) ``alphas`` parameter (claimed from
+            ``sase_mm.models.sase.supernet``).
         **kwargs: every option of mmpretrain's ``ResNet`` (``num_stages``,
             ``strides``, ``dilations``, ``out_indices``, ``style``,
             ``deep_stem``, ``avg_down``, ``frozen_stages``, ``conv_cfg``,
@@ -142,15 +144,13 @@ class SASEResNet(ResNet):
             raise KeyError(f'invalid depth {depth} for SASEResNet; valid: '
                            f'{sorted(self.arch_settings)}')
         self.attn_cfg = copy.deepcopy(attn_cfg)
-        # Created before ResNet.__init__ builds the blocks (which need it) and
-        # registered right after, when nn.Module can hold parameters. A tuple
-        # keeps nn.Module.__setattr__ from refusing it before __init__.
-        self._alpha_holder = (init_alphas(), ) if is_searchable(
-            self.attn_cfg) else (None, )
+        # Claimed before ResNet.__init__ builds the blocks (which join it
+        # through the construction stack), registered right after, when
+        # nn.Module can hold parameters.
+        alphas = claim_alphas(self) if is_searchable(self.attn_cfg) else None
         super().__init__(depth, **kwargs)
-        if self._alpha_holder[0] is not None:
-            self.alphas = self._alpha_holder[0]
-        del self._alpha_holder
+        if alphas is not None:
+            self.alphas = alphas
 
     def train(self, mode: bool = True) -> 'SASEResNet':
         """As mmpretrain's (frozen stages, norm_eval), returning ``self``
@@ -159,5 +159,4 @@ class SASEResNet(ResNet):
         return self
 
     def make_res_layer(self, **kwargs) -> nn.Module:
-        return super().make_res_layer(
-            attn_cfg=self.attn_cfg, alphas=self._alpha_holder[0], **kwargs)
+        return super().make_res_layer(attn_cfg=self.attn_cfg, **kwargs)

@@ -53,7 +53,14 @@ def attention_class(attn_cfg: Mapping) -> type:
 
 def is_searchable(attention: Any) -> bool:
     """Whether an attention (a config dict, a class or a module) is a search
-    supernet block that reads the network's shared alpha."""
+    supernet block that reads the network's shared alpha.
+
+    The one predicate of the package. A searchable class sets
+    ``searchable = True`` and exposes ``arch_alphas`` (the (6, 7) alpha),
+    ``mix()`` (softmax(alpha)) and ``genotype()``: the block
+    ``SASESearch``, and the search model ``DARTSSearch`` (which the search
+    loop and hook ask this of).
+    """
     if attention is None:
         return False
     if isinstance(attention, nn.Module):

@@ -8,7 +8,7 @@ channel excitation maps (B, C, 1, 1) -> (B, C, 1, 1), a spatial one
 squeezes (and ignores ``stats``) so that the two kinds are interchangeable
 in a block's edges.
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -29,6 +29,16 @@ class Conv1dChain(nn.Module):
         self.convs = nn.ModuleList(
             nn.Conv1d(1, 1, kernel_size, padding=kernel_size // 2, bias=False)
             for _ in range(depth))
+
+    @property
+    def kernel_size(self) -> Optional[int]:
+        """k of the chain's convs (one k for all; None for an empty chain)."""
+        return self.convs[0].kernel_size[0] if len(self.convs) else None
+
+    @property
+    def depth(self) -> int:
+        """Number of convs in the chain."""
+        return len(self.convs)
 
     def forward(self, x, stats=None):
         b = x.shape[0]
@@ -114,6 +124,16 @@ class SpatialConv(nn.Module):
         self.convs = nn.ModuleList(
             nn.Conv2d(1, 1, k, padding=(k[0] // 2, k[1] // 2), bias=False)
             for k in kernel_sizes)
+
+    @property
+    def kernel_sizes(self) -> Tuple[Tuple[int, int], ...]:
+        """(kh, kw) of each conv, in application order."""
+        return tuple(tuple(conv.kernel_size) for conv in self.convs)
+
+    @property
+    def depth(self) -> int:
+        """Number of convs."""
+        return len(self.convs)
 
     def forward(self, x, stats=None):
         b, _, h, w = x.shape

@@ -16,15 +16,27 @@ statistics and built only when an operation needs it). All of them work at
 any H x W: statistics divide by the runtime size, and per-position
 parameters are kept at a build-time size and resized (bilinear) to the
 input when the two differ.
+
+Every operation also declares what it reads from ``stats``: ``reads()``
+returns a set of :class:`~.statistics.Read` (a statistic over some dims, or
+the map itself, :data:`~.statistics.MAP`). The fused SASE block derives
+from these declarations which operations it can run on statistics alone
+(``sase/fast/fused/tape.py``); a squeeze without one makes that import
+fail.
 """
-from typing import Tuple
+from typing import FrozenSet, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .dims import HW_DIMS, SizeLike, resize_to, to_size
-from .statistics import FeatureStats, bmm_sum_c, reference_backward, safe_sqrt
+from .statistics import (MAP, Amax, CentralSums, FeatureStats, Pow4Sum, Read,
+                         Sum, bmm_sum_c, reading, reference_backward,
+                         safe_sqrt)
+
+Reads = FrozenSet[Read]
+
 
 def _stats(x, stats) -> FeatureStats:
     return stats if stats is not None else FeatureStats(x)
@@ -36,6 +48,9 @@ class MeanPool(nn.Module):
     def __init__(self, dims):
         super().__init__()
         self.dims = tuple(dims)
+
+    def reads(self) -> Reads:
+        return reading(self.dims, Sum)
 
     def forward(self, x, stats=None):
         return _stats(x, stats).mean(self.dims)
@@ -50,6 +65,11 @@ class LpPool(nn.Module):
     def __init__(self, dims, p: int = 4):
         super().__init__()
         self.dims, self.p = tuple(dims), p
+
+    def reads(self) -> Reads:
+        if self.p == 4:
+            return reading(self.dims, Pow4Sum)
+        return frozenset({MAP})  # no statistic of its own for other p
 
     def forward(self, x, stats=None):
         s = _stats(x, stats)
@@ -84,6 +104,10 @@ class PairPool(nn.Module):
         self.dims, self.stat = tuple(dims), stat
         self.merge = nn.Conv2d(2, 1, 1, bias=False)
 
+    def reads(self) -> Reads:
+        second = Amax if self.stat == 'max' else CentralSums
+        return reading(self.dims, Sum, second)
+
     def forward(self, x, stats=None):
         s = _stats(x, stats)
         if self.stat == 'max':
@@ -113,6 +137,9 @@ class ChannelL2Norm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
+
+    def reads(self) -> Reads:
+        return reading(HW_DIMS, Sum, CentralSums)  # the variance
 
     def forward(self, x, stats=None):
         s = _stats(x, stats)
@@ -188,6 +215,9 @@ class SpatialL2Norm(nn.Module):
         self.weight = nn.Parameter(torch.ones(size))
         self.bias = nn.Parameter(torch.zeros(size))
 
+    def reads(self) -> Reads:
+        return frozenset({MAP})  # normalised per position: the map itself
+
     def forward(self, x, stats=None):
         x = _stats(x, stats).x
         size = x.shape[-2:]
@@ -207,6 +237,15 @@ class CovRowConv(nn.Module):
 
     def forward(self, cov):
         b, n, _ = cov.shape
+        if self.bn.training and b * n == 1:
+            # BN's own message ("Expected more than 1 value per channel")
+            # names neither the operation nor the fix.
+            raise ValueError(
+                'second-order (covariance) pooling on fewer than 8 channels '
+                'reduces them to 1, and its BatchNorm then sees one value '
+                'per channel with a batch of 1: use a batch of at least 2 in '
+                'training, or another operation (cov_pool needs C >= 8 for '
+                'batch 1)')
         y = self.bn(cov.view(b, n, n, 1))
         conv = self.row_conv
         if conv.out_channels == n and conv.bias is None:
@@ -269,6 +308,9 @@ class ChannelCovPool(nn.Module):
         self.cov = CovRowConv(self.reduced)
         self.expand = nn.Conv2d(self.reduced, channels, 1, bias=False)
 
+    def reads(self) -> Reads:
+        return frozenset({MAP})
+
     def forward(self, x, stats=None):
         x = _stats(x, stats).x
         b, c, h, w = x.shape
@@ -297,6 +339,9 @@ class SpatialCovPool(nn.Module):
         n = self.GRID * self.GRID
         self.cov = CovRowConv(n)
         self.proj = nn.Conv2d(n, n, 1, bias=False)
+
+    def reads(self) -> Reads:
+        return frozenset({MAP})
 
     def forward(self, x, stats=None):
         x = _stats(x, stats).x

@@ -30,7 +30,7 @@ class SASE(nn.Module):
         fc_sigmoid (bool): sigmoid after the FC excitation (paper's form);
             default False (reference code, whose checkpoints load unchanged).
         fused (bool): when training, run the block as one autograd node with
-            a closed-form input gradient (``fused.py``; same values, less
+            a closed-form input gradient (``fast/fused/``; same values, less
             memory traffic) if its genotype allows; default True. False
             always runs the generic graph.
 

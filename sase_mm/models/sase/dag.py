@@ -12,14 +12,18 @@ SASE: Searching Architecture for Squeeze and Excitation operations
 
 Only how an edge is evaluated differs between the two blocks (a weighted sum
 of seven candidates, or one chosen operation), so the graph is written once
-here and each block supplies ``edge(i, input, stats)``.
+here and each block supplies ``edge(i, input, stats)``. The output
+``x * (1 + s2 / 2 + s5 / 2)`` and its gradients are defined here once
+(:func:`residual_factors`, :func:`residual`, :func:`residual_map_grads`),
+for the plain graph and the fused node alike.
 """
 from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
 
-from ..layers.statistics import FeatureStats, reference_backward, sum_keepdim
+from ..layers.dims import C_DIMS
+from ..layers.statistics import FeatureStats, Sum, reference_backward
 
 EdgeFn = Callable[[int, torch.Tensor, Optional[FeatureStats]], torch.Tensor]
 
@@ -44,21 +48,65 @@ class SpatialMixer(nn.Sequential):
         return self[2](self[1](torch.addcmul(w[0] * a, w[1], b)))
 
 
-class _ScaledResidual(torch.autograd.Function):
-    """out = x * (s2 + s5) / 2 + x, as x * (1 + s2 / 2 + s5 / 2).
+def residual_factors(s2: torch.Tensor, s5: torch.Tensor):
+    """(a, b) with 1 + s2 / 2 + s5 / 2 = a + b: a = s2 / 2 + 1 (like s2,
+    e.g. (B, C, 1, 1)), b = s5 / 2 (like s5, e.g. (B, 1, H, W))."""
+    return s2 * 0.5 + 1.0, s5 * 0.5
 
-    x (B, C, H, W), s2 (B, C, 1, 1), s5 (B, 1, H, W). The factor
-    m = 1 + s2 / 2 + s5 / 2 is built once and kept for the input gradient
-    (grad * m); the backward pass reduces ``grad * x`` over H, W and over C
-    for the two maps and reuses that buffer for the input gradient.
+
+def residual(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+             out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``x * (a + b)`` for (a, b) from :func:`residual_factors`: the block
+    output x * (1 + s2 / 2 + s5 / 2), and (x the output gradient) its input
+    gradient along the output path.
+
+    The factor ``a + b`` is written into the result (``out``, or a new
+    tensor laid out like x) and multiplied by x in place, so no full-size
+    factor outlives the call. The compiled ``scale`` and ``combine`` kernels
+    (``fast/csrc/sase_fused.cpp``) restate this.
+    """
+    if (torch.broadcast_shapes(a.shape, b.shape) != x.shape
+            or not a.dtype == b.dtype == x.dtype):
+        # Factors that do not span x, or mixed precision: the same product,
+        # broadcast and type-promoted by torch.
+        return x * (a + b)
+    out = torch.empty_like(x) if out is None else out
+    return torch.add(a, b, out=out).mul_(x)
+
+
+def residual_map_grads(grad: torch.Tensor, x: torch.Tensor, shape2, shape5,
+                       want2: bool = True, want5: bool = True):
+    """(grad * x, dL/ds2, dL/ds5) of ``x * (1 + s2 / 2 + s5 / 2)`` for the
+    output gradient ``grad``: half the sums of grad * x to the maps' shapes
+    (None where not wanted). The first is a full-size buffer the caller may
+    reuse. The compiled ``grad_dots`` kernel restates the two sums.
+    """
+    buf = torch.mul(grad, x)
+    grad_s2 = grad_s5 = None
+    if want2:
+        # (sum_to_size may return buf itself; the product is a new tensor)
+        grad_s2 = buf.sum_to_size(shape2) * 0.5
+    if want5:
+        if buf.dim() == 4 and tuple(shape5) == (x.shape[0], 1,
+                                                *x.shape[2:]):
+            grad_s5 = Sum.value(buf, C_DIMS) * 0.5
+        else:
+            grad_s5 = buf.sum_to_size(shape5) * 0.5
+    return buf, grad_s2, grad_s5
+
+
+class _ScaledResidual(torch.autograd.Function):
+    """out = x * (s2 + s5) / 2 + x, as :func:`residual` of the factors.
+
+    x (B, C, H, W), s2 (B, C, 1, 1), s5 (B, 1, H, W). Only x and the two
+    small maps are saved; the backward pass reduces ``grad * x`` for the two
+    maps and reuses that buffer for the input gradient.
     """
 
     @staticmethod
     def forward(ctx, x, s2, s5):
-        m = torch.add(s2 * 0.5 + 1.0, s5 * 0.5)
-        ctx.save_for_backward(x, m, s2, s5)
-        ctx.shapes = (s2.shape, s5.shape)
-        return torch.mul(x, m)
+        ctx.save_for_backward(x, s2, s5)
+        return residual(x, *residual_factors(s2, s5))
 
     @staticmethod
     def reference(x, s2, s5):
@@ -66,24 +114,16 @@ class _ScaledResidual(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, m, s2, s5 = ctx.saved_tensors
+        x, s2, s5 = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: exact higher derivatives
             return reference_backward(_ScaledResidual.reference, (x, s2, s5),
                                       (grad, ), ctx.needs_input_grad)
-        shape2, shape5 = ctx.shapes
-        grad_s2 = grad_s5 = None
-        buf = torch.mul(grad, x)
-        if ctx.needs_input_grad[1]:
-            grad_s2 = buf.sum_to_size(shape2) * 0.5  # may alias buf
-        if ctx.needs_input_grad[2]:
-            if buf.dim() == 4 and tuple(shape5) == (x.shape[0], 1,
-                                                    *x.shape[2:]):
-                grad_s5 = sum_keepdim(buf, (1, )) * 0.5
-            else:
-                grad_s5 = buf.sum_to_size(shape5) * 0.5
+        buf, grad_s2, grad_s5 = residual_map_grads(
+            grad, x, s2.shape, s5.shape, ctx.needs_input_grad[1],
+            ctx.needs_input_grad[2])
         grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.mul(grad, m, out=buf)
+            grad_x = residual(grad, *residual_factors(s2, s5), out=buf)
         return grad_x, grad_s2, grad_s5
 
 

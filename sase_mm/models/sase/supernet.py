@@ -1,4 +1,4 @@
-"""The SASE supernet: the searchable block and its one architecture weight.
+"""The SASE supernet: the searchable block and the ownership of its alpha.
 
 SASE: Searching Architecture for Squeeze and Excitation operations
 (arXiv 2411.08333); DARTS: Differentiable Architecture Search (Liu et al.,
@@ -6,26 +6,36 @@ ICLR 2019). Every edge of the block's DAG is a mixed operation,
 ``sum_o softmax(alpha_e)_o * op_o(x)``, over the seven operations of its set
 (no 'none', no 'skip'). The mixing weights ``mix = softmax(alpha)`` are
 passed in explicitly (``block(x, mix)``, DARTS's ``cell(s0, s1, weights)``);
-called as a plain plugin (``block(x)``) the block takes the softmax of the
-shared alpha itself.
+called as a plain plugin (``block(x)``) the block takes ``self.mix()``, the
+softmax of the shared alpha, itself.
 
-This module also owns the alpha. The search finds one block design for the
-whole network, so all ``SASESearch`` blocks of a network read one (6, 7)
-alpha (docs/spec.md section 3), registered exactly once in the state_dict:
+This module is also the one home of the alpha. The search finds one block
+design for the whole network, so all ``SASESearch`` blocks of a network read
+one (6, 7) alpha (docs/spec.md section 3), created here (:func:`init_alphas`
+has one caller, :func:`_new_shared_alphas`) and registered exactly once in
+the state_dict:
 
-* explicit (the search model): the owner creates the parameter with
-  :func:`init_alphas` and passes it to each block, which keeps a reference
-  that is not registered;
-* implicit (a block built as an mmdet/mmpretrain plugin, where mmcv hands a
-  plugin nothing but ``in_channels``): the first block built while a model
-  is under construction creates and registers the alpha, and every later
-  block of the same model reuses it. "The same model" is the outermost
-  ``nn.Module`` whose ``__init__`` is on the call stack, so two models built
-  one after the other get separate alphas.
+* an owner model (``DARTSSearch``, ``CifarResNet``, ``SASEResNet``) calls
+  :func:`claim_alphas` at the start of its ``__init__``, before it builds
+  any layer, and registers the new alpha as its ``alphas`` parameter (so
+  the alpha is the first draw of the random stream, and the owner's ``std``
+  applies);
+* a block built without an explicit alpha (a block of an owner model, or an
+  mmdet/mmpretrain plugin, where mmcv hands a plugin nothing but
+  ``in_channels``) calls :func:`shared_alphas_for`: it joins the alpha of
+  the innermost model under construction that has one, or, if none has,
+  creates it and registers it on itself (the first plugin of a model, or a
+  standalone block);
+* a block given ``alphas`` explicitly keeps an unregistered reference.
+
+"Under construction" is read from the call stack: the modules whose
+``__init__`` is running. A plugin's new alpha is keyed by the outermost of
+them, so every later plugin of that model joins it, while two models built
+one after the other (or two owners built side by side) get separate alphas.
 """
 import inspect
 import weakref
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -43,41 +53,79 @@ from .space import EDGES, NUM_EDGES, NUM_OPS, OpSet
 # --------------------------------------------------------------------------
 ALPHA_INIT_STD = 1e-3
 
-# Outermost module under construction -> the alpha its blocks share.
+# Module under construction (an owner, or the outermost model of a plugin)
+# -> the alpha its searchable blocks share. Weak keys: an entry goes with its
+# model.
 _SHARED: 'weakref.WeakKeyDictionary[nn.Module, nn.Parameter]' = \
     weakref.WeakKeyDictionary()
 
 
 def init_alphas(std: float = ALPHA_INIT_STD) -> nn.Parameter:
-    """A new (6, 7) alpha, ``std * N(0, 1)`` (1e-3 in the paper)."""
+    """A new (6, 7) alpha, ``std * N(0, 1)`` (1e-3 in the paper).
+
+    In the package only :func:`_new_shared_alphas` calls it (one owner per
+    network); tests and benchmarks call it for a free-standing alpha.
+    """
     return nn.Parameter(std * torch.randn(NUM_EDGES, NUM_OPS))
 
 
-def _outermost_module_under_construction(skip: nn.Module):
+def _modules_under_construction() -> List[nn.Module]:
+    """The modules whose ``__init__`` is on the call stack, outermost first."""
     frame = inspect.currentframe()
-    outermost = None
+    found = []
     try:
         while frame is not None:
             if frame.f_code.co_name == '__init__':
                 obj = frame.f_locals.get('self')
-                if isinstance(obj, nn.Module) and obj is not skip:
-                    outermost = obj
+                if isinstance(obj, nn.Module) and not any(
+                        obj is m for m in found):
+                    found.append(obj)
             frame = frame.f_back
     finally:
         del frame
-    return outermost
+    return found[::-1]
 
 
-def shared_alphas_for(block: nn.Module):
-    """Returns ``(alpha, is_owner)`` for a block built without an explicit alpha."""
-    model = _outermost_module_under_construction(block)
-    if model is None:
-        return init_alphas(), True
-    alpha = _SHARED.get(model)
-    if alpha is None:
-        alpha = _SHARED[model] = init_alphas()
-        return alpha, True
-    return alpha, False
+def _new_shared_alphas(key: nn.Module, std: float) -> nn.Parameter:
+    alpha = init_alphas(std)  # the one place an alpha is created
+    _SHARED[key] = alpha
+    return alpha
+
+
+def claim_alphas(owner: nn.Module,
+                 std: float = ALPHA_INIT_STD) -> nn.Parameter:
+    """A new alpha for an owner model, which must register it.
+
+    Call it at the start of the owner's ``__init__``, before any layer is
+    built (``owner`` may not have run ``nn.Module.__init__`` yet); the
+    blocks built during the rest of that ``__init__`` without an explicit
+    alpha join it (:func:`shared_alphas_for`).
+
+    Args:
+        owner (nn.Module): the model whose ``__init__`` is running.
+        std (float): the init std, ``std * N(0, 1)``.
+
+    Returns:
+        nn.Parameter: the (6, 7) alpha, for ``owner.alphas``.
+    """
+    return _new_shared_alphas(owner, std)
+
+
+def shared_alphas_for(block: nn.Module) -> Tuple[nn.Parameter, bool]:
+    """``(alpha, first)`` for a block built without an explicit alpha.
+
+    The block joins the alpha of the innermost model under construction
+    that has one. If none has, a new alpha is created, keyed by the
+    outermost module under construction (the block itself when built
+    alone), and ``first`` says that the block must register it.
+    """
+    building = _modules_under_construction()
+    for model in reversed(building):  # innermost first: an owner's own
+        alpha = _SHARED.get(model)
+        if alpha is not None:
+            return alpha, False
+    return _new_shared_alphas(building[0] if building else block,
+                              ALPHA_INIT_STD), True
 
 
 class MixedOp(nn.Module):
@@ -98,13 +146,13 @@ class MixedOp(nn.Module):
             for name in op_set.names)
         self._batched = batched_mixture(op_set.name, list(self.ops.values()))
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor,
+    def forward(self, x: torch.Tensor, mix: torch.Tensor,
                 stats: Optional[FeatureStats] = None) -> torch.Tensor:
-        """x: the edge input; weights: (7,) mixing weights."""
+        """x: the edge input; mix: (7,) mixing weights."""
         ops = list(self.ops.values())
         if self._batched is not None:
-            return self._batched(ops, x, weights)
-        return weighted_sum([op(x, stats) for op in ops], weights)
+            return self._batched(ops, x, mix)
+        return weighted_sum([op(x, stats) for op in ops], mix)
 
 
 @register_model
@@ -118,13 +166,16 @@ class SASESearch(nn.Module):
             spatial affine (resized when the input differs). Default 7x7.
         alphas (nn.Parameter, optional): a (6, 7) architecture weight owned
             elsewhere (e.g. by the search model); kept as an unregistered
-            reference. When omitted, the blocks of one model share one alpha
-            owned by the first of them (see ``arch_params``).
+            reference. When omitted, the block joins the alpha of the model
+            under construction (module docstring: claimed by an owner model,
+            or registered on the first plugin block of a model).
         fc_sigmoid (bool): sigmoid after the FC excitation (paper); default
             False (reference).
     """
     _abbr_ = 'sase_search'  # mmcv plugin naming
-    searchable = True  # reads the network's shared alpha (is_searchable)
+    # is_searchable: reads the network's shared alpha and exposes
+    # arch_alphas, mix() and genotype().
+    searchable = True
 
     def __init__(self, in_channels: int, spatial_size=None,
                  alphas: Optional[nn.Parameter] = None,
@@ -137,13 +188,13 @@ class SASESearch(nn.Module):
             MixedOp(e.op_set, in_channels, spatial_size,
                     fc_sigmoid=fc_sigmoid) for e in EDGES)
         self.mixer = SpatialMixer(affine=False)
-        owner = False
+        first = False
         if alphas is None:
-            alphas, owner = shared_alphas_for(self)
+            alphas, first = shared_alphas_for(self)
         if tuple(alphas.shape) != (NUM_EDGES, NUM_OPS):
             raise ValueError(f'alphas must be ({NUM_EDGES}, {NUM_OPS}), got '
                              f'{tuple(alphas.shape)}')
-        if owner:
+        if first:
             self.alphas = alphas
         else:
             self._alpha_ref = (alphas, )  # a tuple is not registered
@@ -156,16 +207,22 @@ class SASESearch(nn.Module):
 
     @property
     def owns_alphas(self) -> bool:
+        """Whether the alpha is registered here (``alphas`` key)."""
         return 'alphas' in self._parameters
 
+    def mix(self) -> torch.Tensor:
+        """The mixing weights softmax(alpha) over each edge's operations,
+        (6, 7)."""
+        return self.arch_alphas.softmax(dim=-1)
+
     def forward(self, x: torch.Tensor,
-                weights: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """x: (B, C, H, W); weights: (6, 7) mixing weights, default
-        softmax(alphas). Returns (B, C, H, W)."""
-        if weights is None:
-            weights = self.arch_alphas.softmax(dim=-1)
-        return sase_dag(x, lambda i, inp, st: self.edges[i](inp, weights[i],
-                                                             st), self.mixer)
+                mix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x: (B, C, H, W); mix: (6, 7) mixing weights, default
+        ``self.mix()``. Returns (B, C, H, W)."""
+        if mix is None:
+            mix = self.mix()
+        return sase_dag(x, lambda i, inp, st: self.edges[i](inp, mix[i], st),
+                        self.mixer)
 
     def genotype(self) -> Genotype:
         """argmax of each alpha row."""

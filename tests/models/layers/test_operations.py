@@ -133,3 +133,12 @@ def test_gated_statistics_backward_matches_finite_differences():
     for a, b in zip(stats(x, gate), (plain.mean((1, )), plain.pow4_sum(
             (1, )), plain.amax((1, )))):
         assert torch.allclose(a, b)
+
+
+def test_cov_pool_batch_one_few_channels_is_a_clear_error():
+    from sase_mm.models.layers import ChannelCovPool
+    op = ChannelCovPool(4).train()
+    with pytest.raises(ValueError, match='batch of at least 2'):
+        op(torch.randn(1, 4, 5, 5))
+    assert op(torch.randn(2, 4, 5, 5)).shape == (2, 4, 1, 1)
+    assert op.eval()(torch.randn(1, 4, 5, 5)).shape == (1, 4, 1, 1)

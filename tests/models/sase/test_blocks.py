@@ -216,3 +216,126 @@ def test_channels_last_and_batch_one(make):
         yl.backward(g)
         assert torch.allclose(yc, yl, rtol=1e-5, atol=1e-5)
         assert torch.allclose(xc.grad, xl.grad, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------- one alpha per network, one home
+SEARCH = dict(type='sase_mm.SASESearch')
+
+
+def _cifar(**kw):
+    from sase_mm.models.backbones import CifarResNet
+    return CifarResNet(8, base_channels=8, input_size=8, attn_cfg=SEARCH,
+                       **kw)
+
+
+def _sase_resnet():
+    from sase_mm.models.backbones import SASEResNet
+    return SASEResNet(18, stem_channels=8, base_channels=8, attn_cfg=SEARCH)
+
+
+def _darts(std=1e-3):
+    from sase_mm.registry import MODELS
+    return MODELS.build(dict(
+        type='sase_mm.DARTSSearch', alpha_init_std=std,
+        supernet=dict(type='sase_mm.CifarResNet', depth=8, base_channels=8,
+                      input_size=8, attn_cfg=SEARCH)))
+
+
+class _Classifier(nn.Module):
+    """A model that is no alpha owner, with an owner backbone inside."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = _cifar()
+
+
+class _TwoBackbones(nn.Module):
+    """Two owners built side by side in one model's construction."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = _cifar(), _cifar()
+
+
+class _PluginThenBackbone(nn.Module):
+    """A plugin block first, then an owner, which has its own alpha."""
+
+    def __init__(self):
+        super().__init__()
+        self.plugin = SASESearch(8)
+        self.backbone = _cifar()
+
+
+def test_init_alphas_has_one_caller_in_the_package():
+    """The alpha is created in one place (supernet._shared_alphas)."""
+    import ast
+    import pathlib
+
+    import sase_mm
+    root = pathlib.Path(sase_mm.__file__).parent
+    callers = []
+    for path in sorted(root.rglob('*.py')):
+        tree = ast.parse(path.read_text(), str(path))
+        for func in ast.walk(tree):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(func):
+                if isinstance(node, ast.Call) and (
+                        getattr(node.func, 'id', None) == 'init_alphas'
+                        or getattr(node.func, 'attr', None) == 'init_alphas'):
+                    callers.append((path.relative_to(root).as_posix(),
+                                    func.name))
+    assert sorted(set(callers)) == [('models/sase/supernet.py',
+                                     '_new_shared_alphas')], callers
+    assert len(callers) == 1
+
+
+OWNERS = {
+    'cifar_resnet': (_cifar, ['alphas']),
+    'sase_resnet': (_sase_resnet, ['alphas']),
+    'darts_search': (_darts, ['alphas']),
+    'block': (lambda: SASESearch(8), ['alphas']),
+    'plugins': (_Toy, ['stages.0.1.alphas']),
+    'backbone_in_classifier': (_Classifier, ['backbone.alphas']),
+}
+
+
+@pytest.mark.parametrize('name', sorted(OWNERS))
+def test_one_alpha_key_and_every_block_reads_it(name):
+    build, keys = OWNERS[name]
+    model = build()
+    assert [k for k in model.state_dict() if k.endswith('alphas')] == keys
+    (alpha, ) = [p for p in model.parameters() if p.shape == (6, 7)]
+    blocks = [m for m in model.modules() if isinstance(m, SASESearch)]
+    assert blocks and all(b.arch_alphas is alpha for b in blocks)
+
+
+@pytest.mark.parametrize('build,owners', [
+    (_TwoBackbones, ['a', 'b']), (_PluginThenBackbone, ['plugin', 'backbone'])
+], ids=['side_by_side', 'plugin_then_backbone'])
+def test_every_owner_has_its_own_alpha(build, owners):
+    """An owner model always has its own alpha, and its blocks read it."""
+    model = build()
+    assert [k for k in model.state_dict() if k.endswith('alphas')] == [
+        f'{o}.alphas' for o in owners]
+    nets = [getattr(model, o) for o in owners]
+    alphas = [net.arch_alphas for net in nets]
+    assert alphas[0] is not alphas[1]
+    for net, alpha in zip(nets, alphas):
+        assert all(m.arch_alphas is alpha for m in net.modules()
+                   if isinstance(m, SASESearch))
+
+
+@pytest.mark.parametrize('name,std', [('cifar_resnet', 1e-3),
+                                      ('sase_resnet', 1e-3),
+                                      ('darts_search', 1e-3),
+                                      ('darts_search', 0.5)])
+def test_owner_draws_alpha_first_with_its_std(name, std):
+    """The owner claims alpha before building any layer: with a seed, alpha
+    is the first draw of the random stream (as before the redesign), so
+    seeded searches keep their numbers."""
+    torch.manual_seed(0)
+    expected = std * torch.randn(6, 7)
+    torch.manual_seed(0)
+    model = _darts(std) if name == 'darts_search' else OWNERS[name][0]()
+    assert torch.equal(model.alphas.detach(), expected)

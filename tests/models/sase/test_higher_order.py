@@ -1,6 +1,7 @@
 """Second derivatives through the SASE blocks (SASE, arXiv 2411.08333).
 
-The fused reductions of ``stats.py`` / ``operations.py`` / ``dag.py`` have
+The statistics' Functions (``layers/statistics.py``), the squeezes'
+(``layers/squeeze.py``) and the block output's (``sase/dag.py``) have
 lean first-order backward passes; under ``create_graph=True`` they must
 differentiate their plain-autograd reference instead, so double backward
 (gradient penalties, exact unrolled DARTS gradients) is exact, never
@@ -12,8 +13,11 @@ import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
 
+from sase_mm.models.layers.dims import C_DIMS, HW_DIMS
+from sase_mm.models.layers.statistics import FeatureStats
 from sase_mm.models.sase import (EDGES, NUM_EDGES, NUM_OPS, SASE,
-                                      SASESearch, init_alphas)
+                                 SASESearch, init_alphas)
+from sase_mm.models.sase.dag import scaled_residual
 
 
 def _search_block():
@@ -26,6 +30,46 @@ def _search_block():
 def _mixing_weights():
     return torch.softmax(
         torch.randn(NUM_EDGES, NUM_OPS, dtype=torch.float64), -1)
+
+
+# Each statistic through FeatureStats, i.e. through its Function (the gated
+# ones of gate * x with the gate an input too).
+STATISTICS = {
+    'sum': lambda s, d: s.sum(d),
+    'mean_amax': lambda s, d: s.mean_amax(d),
+    'amax': lambda s, d: s.amax(d),
+    'pow4': lambda s, d: s.pow4_sum(d),
+    'central': lambda s, d: s.central_sums(d),
+}
+
+
+@pytest.mark.parametrize('dims', [HW_DIMS, C_DIMS])
+@pytest.mark.parametrize('name', list(STATISTICS))
+def test_statistic_second_derivatives(name, dims):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert gradgradcheck(lambda x: STATISTICS[name](FeatureStats(x), dims),
+                         (x, ), eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize('name', ['sum', 'pow4'])
+def test_gated_statistic_second_derivatives(name):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 2, 3, dtype=torch.float64, requires_grad=True)
+    gate = torch.rand(2, 3, 1, 1, dtype=torch.float64) + 0.5
+    gate.requires_grad_()
+    assert gradgradcheck(
+        lambda x, g: STATISTICS[name](FeatureStats.gated(x, g), C_DIMS),
+        (x, gate), eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+def test_block_output_second_derivatives():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 2, 3, dtype=torch.float64, requires_grad=True)
+    s2 = torch.randn(2, 3, 1, 1, dtype=torch.float64, requires_grad=True)
+    s5 = torch.randn(2, 1, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert gradgradcheck(scaled_residual, (x, s2, s5), eps=1e-6, atol=1e-5,
+                         rtol=1e-4)
 
 
 def test_search_block_first_derivatives_wrt_input_and_mixing_weights():

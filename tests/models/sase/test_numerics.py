@@ -323,6 +323,28 @@ def test_paper_block_by_hand_keeps_identity_term():
     assert (blk(x) - x * (s2 + s5) / 2 - x).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize('s5_shape,dtype5', [
+    ((B, 1, H, W), torch.float32),  # the block's maps
+    ((B, 1, 1, 1), torch.float32),  # maps that do not span x
+    ((B, 1, H, W), torch.float64),  # mixed precision: torch's promotion
+])
+def test_block_output_formula_and_its_gradients(s5_shape, dtype5):
+    """out = x * (s2 + s5) / 2 + x (docs/spec.md section 1), with the
+    gradients of that formula, whatever the maps' shapes and dtypes."""
+    from sase_mm.models.sase.dag import scaled_residual
+    x = _x().requires_grad_()
+    s2 = torch.randn(B, C, 1, 1, requires_grad=True)
+    s5 = torch.randn(*s5_shape, dtype=dtype5, requires_grad=True)
+    out = scaled_residual(x, s2, s5)
+    want = x * (s2 + s5) / 2 + x
+    assert out.dtype == want.dtype
+    close(out, want)
+    g = torch.randn_like(want)
+    for a, b in zip(torch.autograd.grad(out, (x, s2, s5), g),
+                    torch.autograd.grad(want, (x, s2, s5), g)):
+        close(a, b)
+
+
 def test_spatial_mixer_sees_gated_squeeze_then_input_squeeze():
     # Distinct E3 / E4 ops so swapping them would change the result.
     g = ['gap', 'conv1d_k3', 'affine', 'gap_gmp', 'l4_pool', 'conv_3x3']

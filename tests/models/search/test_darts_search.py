@@ -55,7 +55,7 @@ def _unrolled_objective(model, train, search, opt, create_graph):
         logits = functional_call(model.supernet, (dict(zip(names, p)),
                                                   buffers),
                                  (batch['inputs'], ),
-                                 dict(weights=model.alphas.softmax(-1)))
+                                 dict(mix=model.alphas.softmax(-1)))
         return F.cross_entropy(logits, batch['data_samples'])
 
     g = torch.autograd.grad(loss(params, train), params,
@@ -150,18 +150,18 @@ def test_virtual_step_is_used_and_real_weights_untouched(batches):
 
     names, params = zip(*model.supernet.named_parameters())
     buffers = {n: b.clone() for n, b in model.supernet.named_buffers()}
-    weights = model.alphas.softmax(-1).detach()
+    mix = model.alphas.softmax(-1).detach()
 
     def loss(p, batch):
         logits = functional_call(model.supernet, (dict(zip(names, p)),
                                                   buffers),
-                                 (batch['inputs'], ), dict(weights=weights))
+                                 (batch['inputs'], ), dict(mix=mix))
         return F.cross_entropy(logits, batch['data_samples']).detach()
 
     train = batches['train']
     g = torch.autograd.grad(F.cross_entropy(functional_call(
         model.supernet, (dict(zip(names, params)), buffers),
-        (train['inputs'], ), dict(weights=weights)), train['data_samples']),
+        (train['inputs'], ), dict(mix=mix)), train['data_samples']),
         params)
     virtual, _ = virtual_sgd_step(params, g, opt)
     assert any(not torch.equal(v, p) for v, p in zip(virtual, params))
@@ -262,13 +262,13 @@ def test_finite_difference_radius(batches, monkeypatch):
     assert model.fd_radius == 0.01
     optim = make_optim(model, lr=0.3)
     calls = []
-    orig = type(model)._loss
+    orig = type(model).batch_loss
 
-    def spy(self, batch, weights, params=None, buffers=None):
+    def spy(self, batch, mix, params=None, buffers=None):
         calls.append(params)
-        return orig(self, batch, weights, params, buffers)
+        return orig(self, batch, mix, params, buffers)
 
-    monkeypatch.setattr(type(model), '_loss', spy)
+    monkeypatch.setattr(type(model), 'batch_loss', spy)
     model.alpha_gradient(batches['train'], batches['search'],
                          optim['weights'].optimizer)
     # virtual-step train pass, search pass at w', then w + and w -.
@@ -280,3 +280,13 @@ def test_finite_difference_radius(batches, monkeypatch):
     assert torch.isclose(dist_plus, torch.tensor(0.01), rtol=1e-3)
     for n, p in real.items():  # symmetric around w
         assert torch.allclose(plus[n] + minus[n], 2 * p, atol=1e-6)
+
+
+@pytest.mark.parametrize('attn_cfg', [None, dict(type='sase_mm.SASE')],
+                         ids=['plain', 'fixed_block'])
+def test_supernet_must_read_the_search_models_alpha(attn_cfg):
+    from sase_mm.registry import MODELS
+    with pytest.raises(ValueError, match='does not read the search model'):
+        MODELS.build(dict(type='sase_mm.DARTSSearch', supernet=dict(
+            type='sase_mm.CifarResNet', depth=8, base_channels=8,
+            input_size=8, attn_cfg=attn_cfg)))

@@ -44,6 +44,7 @@ class ToySupernet(torch.nn.Module):
     finite differences are accurate on it at DARTS's radius, and every op
     is twice differentiable, so the exact unrolled gradient can be taken by
     double backward."""
+    searchable = True  # reads the search model's alpha (is_searchable)
 
     def __init__(self, alphas, num_classes=10, channels=6):
         super().__init__()
@@ -59,9 +60,9 @@ class ToySupernet(torch.nn.Module):
     def arch_alphas(self):
         return self._alpha_ref[0]
 
-    def forward(self, x, weights):
+    def forward(self, x, mix):
         x = torch.tanh(self.bn(self.stem(x)))
-        for w, ops in zip(weights, self.edges):
+        for w, ops in zip(mix, self.edges):
             x = x + sum(wi * torch.tanh(op(x)) for wi, op in zip(w, ops))
         return self.fc(x.mean(dim=(2, 3)))
 

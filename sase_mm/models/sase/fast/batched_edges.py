@@ -1,41 +1,51 @@
-"""The seven candidates of one search edge, evaluated together.
+"""The candidates of one excitation search edge, evaluated together.
 
 SASE: Searching Architecture for Squeeze and Excitation operations
 (arXiv 2411.08333); DARTS (Liu et al., ICLR 2019). During the search every
-edge computes ``sum_o w_o op_o(x)`` over the seven operations of its set
-(docs/spec.md section 3). On the CIFAR shapes the maps are tiny (B x C values
-for a channel excitation), so running the seven operations one by one costs
-mostly per-operator overhead: the ECA-style 1-D convolutions of the channel
-excitation set alone are eight grouped convolutions per edge, whose CPU
-kernels take about a millisecond each, forward and backward, for a few
-thousand multiply-adds.
+edge computes ``sum_o mix_o op_o(x)``, ``mix = softmax(alpha_e)``, over the
+operations of its set (docs/spec.md section 3). On the CIFAR shapes the maps
+are tiny (B x C values for a channel excitation), so running the operations
+one by one costs mostly per-operator overhead: the ECA-style 1-D
+convolutions of the channel excitation set alone are eight grouped
+convolutions per edge, whose CPU kernels take about a millisecond each,
+forward and backward, for a few thousand multiply-adds.
 
-This module evaluates a whole edge with a handful of operators instead. The
-values are those of the operations in ``layers/excitation.py`` up to float rounding
-(sums taken in another order); the parameters are the operations' own, so
-state-dict keys and ``derive()`` are unchanged, and everything is plain
-autograd, so higher derivatives are exact.
+This module owns the batched restatement of the two excitation sets
+(docs/spec.md sections 2.3 and 2.4); the plain version is ``MixedOp``
+running the operations of ``layers/excitation.py`` one by one. The values
+are theirs up to float rounding (sums taken in another order); the
+parameters are the operations' own, so state-dict keys and ``derive()`` are
+unchanged, and everything is plain autograd, so higher derivatives are
+exact.
+
+Nothing here restates the sets: the structure of an edge (an
+:class:`EdgePlan`) is read off its operation objects, in whatever order and
+number ``space.py`` declares them, and the sets that ``space.py`` declares
+are checked when this module is imported (:func:`check_declared_sets`), so
+an operation without a batched form fails loudly instead of switching the
+fast path off.
 
 A 1 -> 1 channel convolution (zero padding, no bias) is a product with a
 constant-pattern matrix holding the kernel's taps (:func:`conv_matrix`;
 banded Toeplitz for a 1-D one), so convolutions that read the same input
-become one matrix product with their matrices side by side:
+become one matrix product with their matrices side by side. The
+convolution chains of an edge (``Conv1dChain`` over the (1, C) channel
+sequence, ``SpatialConv`` on the (H, W) map) run layer by layer: the first
+layers of all chains are one (n, k n) product, the second layers of the
+chains that have one a block-diagonal product, and so on by depth. A chain
+with no ReLU between convolutions whose kernels compose exactly (a
+separable 1 x k then k x 1 pair) is one convolution with the product of
+its kernels. This holds on maps of at most :data:`MAX_DENSE_CHANNELS`
+channels or :data:`MAX_DENSE_POSITIONS` positions; above, the operations
+run one by one.
 
-* channel excitation: the five conv1d chains' first convolutions are one
-  (C, 5 C) product, the two deeper chains' second convolutions one
-  block-diagonal product, the third one more; FC and affine as before;
-* spatial excitation on maps of at most :data:`MAX_DENSE_POSITIONS`
-  positions (the 16 x 16 and 8 x 8 stages of ResNet-20): the six
-  convolution operations' first layers are one (H W, 6 H W) product and
-  the second 3 x 3 of ``2 x conv 3x3`` one more; larger maps keep the
-  grouped convolutions of ``layers/excitation.py``.
-
-The sigmoids of an edge run as one, and the mixture ``sum_o w_o y_o`` is one
-product of the weights with the stacked outputs (:func:`weighted_sum` for
-the sets run operation by operation).
+The sigmoids of an edge run as one, and the mixture is one product of
+``mix`` with the stacked gates (:func:`weighted_sum` for the sets run
+operation by operation).
 """
 import functools
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import (Callable, Dict, Iterable, List, Mapping, NamedTuple,
+                    Optional, Sequence, Tuple)
 
 import torch
 import torch.nn as nn
@@ -44,11 +54,20 @@ import torch.nn.functional as F
 from ...layers.dims import resize_to
 from ...layers.excitation import (ChannelAffine, Conv1dChain, FCExcitation,
                                   SpatialAffine, SpatialConv)
+from ..space import OP_SETS
+
+Size = Tuple[int, int]
 
 
+class NotBatchable(TypeError):
+    """An edge operation that the batched evaluator cannot represent."""
+
+
+# --------------------------------------------------------------------------
+# Convolutions as matrix products.
+# --------------------------------------------------------------------------
 @functools.lru_cache(maxsize=64)
-def _conv_index(size: Tuple[int, int], kernel_sizes: Tuple[Tuple[int, int],
-                                                          ...],
+def _conv_index(size: Size, kernel_sizes: Tuple[Size, ...],
                 block_diagonal: bool, device: torch.device):
     """Where the kernels' taps go in the matrices of their convolutions.
 
@@ -89,7 +108,7 @@ def _conv_index(size: Tuple[int, int], kernel_sizes: Tuple[Tuple[int, int],
             (rows, cols))
 
 
-def conv_matrix(kernels: Sequence[torch.Tensor], size: Tuple[int, int],
+def conv_matrix(kernels: Sequence[torch.Tensor], size: Size,
                 block_diagonal: bool = False) -> torch.Tensor:
     """The matrices of 1 -> 1 channel convolutions on an (H, W) map.
 
@@ -117,156 +136,392 @@ def conv_matrix(kernels: Sequence[torch.Tensor], size: Tuple[int, int],
 
 
 def weighted_sum(outputs: List[torch.Tensor],
-                 weights: torch.Tensor) -> torch.Tensor:
-    """``sum_o weights[o] * outputs[o]`` as one stacked product.
+                 mix: torch.Tensor) -> torch.Tensor:
+    """``sum_o mix[o] * outputs[o]`` as one stacked product.
 
     One matrix product (and its two in the backward pass) instead of seven
     multiplications, six additions and their thirteen autograd nodes.
+
+    Args:
+        outputs: n tensors of one shape.
+        mix: (n, ) mixing weights.
     """
     first = outputs[0]
     stacked = torch.stack([o.reshape(-1) for o in outputs])
-    return torch.matmul(weights, stacked).view(first.shape)
+    return torch.matmul(mix, stacked).view(first.shape)
 
 
 # --------------------------------------------------------------------------
-# Channel excitation: (B, C, 1, 1) -> (B, C, 1, 1).
+# An edge's structure, read off its operations.
 # --------------------------------------------------------------------------
-# Above this many channels the (C, 5 C) matrices cost more than the grouped
+# Above this many channels the (C, k C) matrices cost more than the grouped
 # convolutions (and grow as C^2: 21M entries at C = 2048), so the
 # operations run one by one.
 MAX_DENSE_CHANNELS = 256
-# Column order of the sigmoid outputs, as indices of the set's operations:
-# conv1d_k3_x3, conv1d_k3_x2, conv1d_k3, conv1d_k5, conv1d_k7, affine.
-_CE_SIGMOID_ORDER = (0, 5, 2, 3, 4, 6)
-_CE_TYPES = (Conv1dChain, FCExcitation, Conv1dChain, Conv1dChain,
-             Conv1dChain, Conv1dChain, ChannelAffine)
-_CE_DEPTHS = (3, None, 1, 1, 1, 2, None)
-
-
-def channel_excitation_batchable(ops: Sequence[nn.Module]) -> bool:
-    """Whether ``ops`` are the channel excitation set's seven operations."""
-    return (len(ops) == len(_CE_TYPES) and all(
-        type(op) is t for op, t in zip(ops, _CE_TYPES)) and all(
-            d is None or len(op.convs) == d
-            for op, d in zip(ops, _CE_DEPTHS)))
-
-
-def channel_excitation_mixture(ops: Sequence[nn.Module], x: torch.Tensor,
-                               weights: torch.Tensor) -> torch.Tensor:
-    """``sum_o weights[o] * ops[o](x)`` for the channel excitation set.
-
-    Up to :data:`MAX_DENSE_CHANNELS` channels the 1-D convolutions are
-    products with (C, C) band matrices (see the module docstring); above,
-    the operations run one by one.
-
-    Args:
-        ops: the set's seven operations, in column order (``space.py``).
-        x: (B, C, 1, 1).
-        weights: (7, ) mixing weights.
-    """
-    b, c = x.shape[:2]
-    if c > MAX_DENSE_CHANNELS:
-        return weighted_sum([op(x) for op in ops], weights)
-    deep3, fc, k3, k5, k7, deep2, affine = ops
-    xf = x.reshape(b, c)
-    # Layer 1 of the five chains: one (C, 5C) product.
-    m1 = conv_matrix([deep3.convs[0].weight, deep2.convs[0].weight,
-                      k3.convs[0].weight, k5.convs[0].weight,
-                      k7.convs[0].weight], (1, c))
-    y1 = xf @ m1  # (B, 5C): deep3, deep2, k3, k5, k7
-    # Layer 2 of the two deeper chains: one block-diagonal product.
-    m2 = conv_matrix([deep3.convs[1].weight, deep2.convs[1].weight],
-                     (1, c), block_diagonal=True)
-    y2 = F.relu(y1[:, :2 * c]) @ m2  # (B, 2C): deep3, deep2
-    # Layer 3 of conv1d_k3_x3.
-    y3 = F.relu(y2[:, :c]) @ conv_matrix([deep3.convs[2].weight], (1, c))
-    aff = torch.addcmul(affine.bias.view(1, c), affine.weight.view(1, c), xf)
-    gates = torch.sigmoid(torch.cat([y3, y2[:, c:], y1[:, 2 * c:], aff], 1))
-    mixed = torch.matmul(weights[list(_CE_SIGMOID_ORDER)],
-                         gates.view(b, len(_CE_SIGMOID_ORDER), c))
-    # The FC bottleneck (no sigmoid by default, docs/spec.md section 7).
-    hid = F.relu(F.linear(xf, fc.reduce.weight.flatten(1)))
-    y_fc = F.linear(hid, fc.expand.weight.flatten(1))
-    if fc.sigmoid:
-        y_fc = torch.sigmoid(y_fc)
-    return torch.addcmul(mixed, weights[1], y_fc).view_as(x)
-
-
-# --------------------------------------------------------------------------
-# Spatial excitation: (B, 1, H, W) -> (B, 1, H, W).
-# --------------------------------------------------------------------------
-# Above this many positions the (H W, 6 H W) matrices cost more than the
-# grouped convolutions (at 32 x 32 they would hold 6.3M entries).
+# Above this many positions the (H W, k H W) matrices cost more than the
+# grouped convolutions (at 32 x 32 six would hold 6.3M entries).
 MAX_DENSE_POSITIONS = 256
-_SE_TYPES = (SpatialConv, ) * 6 + (SpatialAffine, )
-_SE_KERNELS = (((1, 3), (3, 1)), ((1, 5), (5, 1)), ((3, 3), ), ((5, 5), ),
-               ((7, 7), ), ((3, 3), (3, 3)))
 
 
-def spatial_excitation_batchable(ops: Sequence[nn.Module]) -> bool:
-    """Whether ``ops`` are the spatial excitation set's seven operations."""
-    if len(ops) != len(_SE_TYPES) or not all(
-            type(op) is t for op, t in zip(ops, _SE_TYPES)):
-        return False
-    return all(
-        tuple(tuple(c.kernel_size) for c in op.convs) == k
-        and all(c.bias is None for c in op.convs)
-        for op, k in zip(ops, _SE_KERNELS)) and not any(
-            op.relu_between for op in ops[:2]) and ops[5].relu_between
+class _Chain(NamedTuple):
+    """A chain of 1 -> 1 convolutions (ReLU between unless folded), then
+    a sigmoid."""
+    column: int  # of the operation in the edge (and of its mix weight)
+    depth: int  # layers as evaluated (1 for a folded chain)
+    fold: bool  # no ReLU between: all convs are one kernel (their product)
 
 
-def spatial_excitation_mixture(ops: Sequence[nn.Module], x: torch.Tensor,
-                               weights: torch.Tensor) -> torch.Tensor:
-    """``sum_o weights[o] * ops[o](x)`` for the spatial excitation set.
+class _Piece(NamedTuple):
+    """A run of pre-activations, (B, len(columns) n), of the gate stack."""
+    kind: str  # 'chains' or a key of _PRE_ACTIVATIONS
+    columns: Tuple[int, ...]
+    layer: int = 0  # 'chains': the layer whose output they lead
 
-    On maps of at most :data:`MAX_DENSE_POSITIONS` positions the
-    convolutions are products with (H W, H W) matrices: the separable pairs
-    (1 x k then k x 1, no ReLU between) are one k x k convolution with the
-    outer product of their kernels, so the first layer of all six is one
-    product and the second convolution of ``2 x conv 3x3`` one more.
-    Larger maps run the operations one by one.
+
+class EdgePlan(NamedTuple):
+    """How :func:`edge_mixture` evaluates one edge (pure data, no modules).
+
+    Attributes:
+        set_name: the operation set, a key of :data:`BATCHED_SETS`.
+        num_ops: operations in the edge.
+        chains: the convolution chains in the column order of the first
+            layer's product: by depth, then by column, so the chains that
+            have a layer l are a suffix of those that have layer l - 1.
+        bounds: ``chains[bounds[l]:]`` are the chains with a layer l.
+        pieces: the gates' pre-activations, in stacking order.
+        gate_columns: the operation column of each stacked gate.
+        gather: whether ``gate_columns`` differ from ``range(num_ops)``, so
+            that ``mix`` must be gathered to match the gates.
+        plain: one-operation pieces mixed as they are, without a sigmoid
+            (``fc`` by default).
+    """
+    set_name: str
+    num_ops: int
+    chains: Tuple[_Chain, ...]
+    bounds: Tuple[int, ...]
+    pieces: Tuple[_Piece, ...]
+    gate_columns: Tuple[int, ...]
+    gather: bool
+    plain: Tuple[_Piece, ...]
+
+
+def _odd_same_padding(conv: nn.Module, sizes: Tuple[int, ...]) -> bool:
+    """Whether ``conv`` keeps the map size, as :func:`conv_matrix` assumes."""
+    return all(k % 2 == 1 for k in sizes) and tuple(conv.padding) == tuple(
+        k // 2 for k in sizes)
+
+
+def _describe_conv1d_chain(op: Conv1dChain):
+    k = op.kernel_size
+    if op.depth == 0 or not all(
+            tuple(conv.kernel_size) == (k, ) and _odd_same_padding(
+                conv, (k, )) for conv in op.convs):
+        raise NotBatchable(f'a Conv1dChain needs one or more convs of one odd '
+                           f'kernel size with padding k // 2; got '
+                           f'{[tuple(c.kernel_size) for c in op.convs]}')
+    return _Chain(-1, op.depth, False)
+
+
+def _folded_size(kernel_sizes: Iterable[Size]) -> Optional[Size]:
+    """The kernel size of convs applied in turn with no ReLU between, if
+    they are one convolution, else None.
+
+    Two zero-padded convolutions A then B compose into one (the product of
+    their kernels) when, along each axis, one of them has extent 1: then
+    either A is local along it, so its output beyond the border is the
+    padding's zero, or B never reads beyond the border along it.
+    """
+    h, w = 1, 1
+    for kh, kw in kernel_sizes:
+        if (h > 1 and kh > 1) or (w > 1 and kw > 1):
+            return None
+        h, w = max(h, kh), max(w, kw)
+    return h, w
+
+
+def _describe_spatial_conv(op: SpatialConv):
+    sizes = op.kernel_sizes
+    if op.depth == 0 or not all(
+            _odd_same_padding(conv, k) for conv, k in zip(op.convs, sizes)):
+        raise NotBatchable(f'a SpatialConv needs one or more convs of odd '
+                           f'kernel sizes with padding k // 2; got {sizes}')
+    if op.relu_between or op.depth == 1:
+        return _Chain(-1, op.depth, False)
+    if _folded_size(sizes) is None:
+        raise NotBatchable(f'SpatialConv({list(sizes)}, relu_between=False) '
+                           f'is not one convolution (along each axis at '
+                           f'most one kernel may be wider than 1)')
+    return _Chain(-1, 1, True)
+
+
+def _describe_fc(op: FCExcitation):
+    return _Piece('fc', ()), bool(op.sigmoid)
+
+
+def _describe_channel_affine(op: ChannelAffine):
+    return _Piece('channel_affine', ()), True
+
+
+def _describe_spatial_affine(op: SpatialAffine):
+    return _Piece('spatial_affine', ()), True
+
+
+class _SetForm(NamedTuple):
+    """What a batched set's maps are and which operations it can hold."""
+    map_size: Callable[[torch.Size], Size]  # of the convs' map, from x's
+    max_dense: int  # above this many map entries, one by one
+    describers: Mapping[type, Callable]  # exact type -> structure
+
+
+def _channel_map(shape: torch.Size) -> Size:
+    return 1, shape[1]  # (B, C, 1, 1): the C values as one sequence
+
+
+def _spatial_map(shape: torch.Size) -> Size:
+    return shape[-2], shape[-1]  # (B, 1, H, W)
+
+
+# The operation sets with a batched evaluator, by name (space.py's). A set
+# not named here runs operation by operation; a set named here must hold
+# only the types its describers know (checked at import).
+BATCHED_SETS: Dict[str, _SetForm] = {
+    'channel_excitation':
+    _SetForm(_channel_map, MAX_DENSE_CHANNELS, {
+        Conv1dChain: _describe_conv1d_chain,
+        FCExcitation: _describe_fc,
+        ChannelAffine: _describe_channel_affine,
+    }),
+    'spatial_excitation':
+    _SetForm(_spatial_map, MAX_DENSE_POSITIONS, {
+        SpatialConv: _describe_spatial_conv,
+        SpatialAffine: _describe_spatial_affine,
+    }),
+}
+
+
+def plan_edge(set_name: str, ops: Sequence[nn.Module],
+              names: Optional[Sequence[str]] = None) -> EdgePlan:
+    """The batched evaluation of an edge of ``set_name`` holding ``ops``.
 
     Args:
-        ops: the set's seven operations, in column order (``space.py``).
-        x: (B, 1, H, W).
-        weights: (7, ) mixing weights.
+        set_name: a key of :data:`BATCHED_SETS`.
+        ops: the edge's operations, in column order.
+        names: their names, for the error message.
+
+    Raises:
+        NotBatchable: naming the operation, when one has no batched form.
     """
-    b, _, h, w = x.shape
-    if h * w > MAX_DENSE_POSITIONS:
-        return weighted_sum([op(x) for op in ops], weights)
-    sep3, sep5, c3, c5, c7, deep, affine = ops
+    form = BATCHED_SETS[set_name]
+    chains, gated, plain = [], [], []
+    for column, op in enumerate(ops):
+        describe = form.describers.get(type(op))
+        try:
+            if describe is None:
+                raise NotBatchable(
+                    f'{type(op).__name__} is none of '
+                    f'{sorted(t.__name__ for t in form.describers)}')
+            found = describe(op)
+        except NotBatchable as err:
+            name = f' {names[column]!r}' if names is not None else ''
+            raise NotBatchable(
+                f'{set_name} operation {column}{name} has no batched form: '
+                f'{err}. Teach sase_mm/models/sase/fast/batched_edges.py its '
+                f'structure, or drop {set_name!r} from its BATCHED_SETS') \
+                from None
+        if isinstance(found, _Chain):
+            chains.append(found._replace(column=column))
+        else:
+            piece, is_gated = found
+            (gated if is_gated else plain).append(
+                piece._replace(columns=(column, )))
+    chains.sort(key=lambda ch: (ch.depth, ch.column))
+    depths = [ch.depth for ch in chains]
+    max_depth = max(depths, default=0)
+    bounds = tuple(sum(d <= l for d in depths) for l in range(max_depth))
+    # The chains that end at layer l, depth l + 1, lead that layer's output.
+    ends = bounds[1:] + (len(chains), )
+    for layer, (lo, hi) in enumerate(zip(bounds, ends)):
+        if hi > lo:
+            gated.append(
+                _Piece('chains', tuple(ch.column for ch in chains[lo:hi]),
+                       layer))
+    # Stacked by first column, so that a set whose order allows it (the
+    # spatial set) needs no gather of ``mix``.
+    gated.sort(key=lambda p: min(p.columns))
+    gate_columns = tuple(c for p in gated for c in p.columns)
+    return EdgePlan(set_name, len(ops), tuple(chains), bounds, tuple(gated),
+                    gate_columns, gate_columns != tuple(range(len(ops))),
+                    tuple(plain))
 
-    def separable(op):
-        (row, col) = (c.weight for c in op.convs)  # (1, k) then (k, 1)
-        return col.reshape(-1, 1) * row.reshape(1, -1)
 
-    xf = x.reshape(b, h * w)
-    m1 = conv_matrix([separable(sep3), separable(sep5), c3.convs[0].weight,
-                      c5.convs[0].weight, c7.convs[0].weight,
-                      deep.convs[0].weight], (h, w))
-    y1 = xf @ m1  # (B, 6 H W): sep3, sep5, c3, c5, c7, deep (layer 1)
-    y2 = F.relu(y1[:, 5 * h * w:]) @ conv_matrix([deep.convs[1].weight],
-                                                  (h, w))
-    size = (h, w)
-    aff = torch.addcmul(resize_to(affine.bias, size).reshape(1, -1),
-                        resize_to(affine.weight, size).reshape(1, -1), xf)
-    gates = torch.sigmoid(torch.cat([y1[:, :5 * h * w], y2, aff], 1))
-    return torch.matmul(weights, gates.view(b, 7, h * w)).view(b, 1, h, w)
+# --------------------------------------------------------------------------
+# Evaluation.
+# --------------------------------------------------------------------------
+def _layer_kernel(op: nn.Module, chain: _Chain, layer: int) -> torch.Tensor:
+    if not chain.fold:
+        return op.convs[layer].weight
+    # Along each axis all but one kernel have extent 1 (_folded_size), so
+    # the composed kernel is their broadcast product.
+    kernel = None
+    for conv in op.convs:
+        k = conv.weight.reshape(conv.weight.shape[-2:])
+        kernel = k if kernel is None else kernel * k
+    return kernel
 
 
-# Edge evaluators by operation-set name: (batchable(ops), mixture(ops, x, w)).
-BATCHED: Dict[str, Tuple[Callable, Callable]] = {
-    'channel_excitation': (channel_excitation_batchable,
-                           channel_excitation_mixture),
-    'spatial_excitation': (spatial_excitation_batchable,
-                           spatial_excitation_mixture),
+def _chain_layers(plan: EdgePlan, ops: Sequence[nn.Module], xf: torch.Tensor,
+                  size: Size) -> List[torch.Tensor]:
+    """Layer l's pre-activations of ``plan.chains[plan.bounds[l]:]``, each
+    (B, len n), one product per layer."""
+    n = size[0] * size[1]
+    outputs: List[torch.Tensor] = []
+    for layer, lo in enumerate(plan.bounds):
+        inp = xf
+        if layer:
+            # The chains that go on are the previous layer's last ones.
+            skip = lo - plan.bounds[layer - 1]
+            prev = outputs[-1]
+            inp = F.relu(prev[:, skip * n:] if skip else prev)
+        kernels = [
+            _layer_kernel(ops[ch.column], ch, layer)
+            for ch in plan.chains[lo:]
+        ]
+        outputs.append(
+            inp @ conv_matrix(kernels, size, block_diagonal=layer > 0))
+    return outputs
+
+
+def _affine_channel(op: ChannelAffine, xf: torch.Tensor,
+                    size: Size) -> torch.Tensor:
+    return torch.addcmul(op.bias.view(1, -1), op.weight.view(1, -1), xf)
+
+
+def _affine_spatial(op: SpatialAffine, xf: torch.Tensor,
+                    size: Size) -> torch.Tensor:
+    return torch.addcmul(
+        resize_to(op.bias, size).reshape(1, -1),
+        resize_to(op.weight, size).reshape(1, -1), xf)
+
+
+def _fc(op: FCExcitation, xf: torch.Tensor, size: Size) -> torch.Tensor:
+    # 1x1 convs on (B, C, 1, 1) are linear layers, as in its forward.
+    hidden = F.relu(F.linear(xf, op.reduce.weight.flatten(1)))
+    return F.linear(hidden, op.expand.weight.flatten(1))
+
+
+# Pre-activation of a one-operation piece: (op, x (B, n), size) -> (B, n).
+_PRE_ACTIVATIONS: Dict[str, Callable] = {
+    'channel_affine': _affine_channel,
+    'spatial_affine': _affine_spatial,
+    'fc': _fc,
 }
+
+
+@functools.lru_cache(maxsize=64)
+def _column_index(columns: Tuple[int, ...],
+                  device: torch.device) -> torch.Tensor:
+    return torch.tensor(columns, dtype=torch.long, device=device)
+
+
+def edge_mixture(plan: EdgePlan, ops: Sequence[nn.Module], x: torch.Tensor,
+                 mix: torch.Tensor) -> torch.Tensor:
+    """``sum_o mix[o] * ops[o](x)`` for an edge planned by :func:`plan_edge`.
+
+    Args:
+        plan: the edge's structure.
+        ops: the edge's operations, in column order (those it was planned
+            from).
+        x: (B, C, 1, 1) for a channel excitation, (B, 1, H, W) for a
+            spatial one.
+        mix: (num_ops, ) mixing weights, softmax(alpha_e).
+
+    Returns:
+        x's shape.
+    """
+    form = BATCHED_SETS[plan.set_name]
+    size = form.map_size(x.shape)
+    n = size[0] * size[1]
+    if n > form.max_dense:
+        return weighted_sum([op(x) for op in ops], mix)
+    b = x.shape[0]
+    xf = x.reshape(b, n)
+    layers = _chain_layers(plan, ops, xf, size)
+
+    def pre_activation(piece):
+        if piece.kind != 'chains':
+            return _PRE_ACTIVATIONS[piece.kind](ops[piece.columns[0]], xf,
+                                                size)
+        y = layers[piece.layer]
+        end = len(piece.columns) * n
+        return y if end == y.shape[1] else y[:, :end]
+
+    mixed = None
+    if plan.pieces:
+        pre = [pre_activation(p) for p in plan.pieces]
+        gates = torch.sigmoid(pre[0] if len(pre) == 1 else torch.cat(pre, 1))
+        gate_mix = mix.index_select(
+            0, _column_index(plan.gate_columns,
+                             mix.device)) if plan.gather else mix
+        mixed = torch.matmul(gate_mix,
+                             gates.view(b, len(plan.gate_columns), n))
+    for piece in plan.plain:
+        column = piece.columns[0]
+        y = pre_activation(piece)
+        mixed = mix[column] * y if mixed is None else torch.addcmul(
+            mixed, mix[column], y)
+    return mixed.view_as(x)
 
 
 def batched_mixture(set_name: str,
                     ops: Sequence[nn.Module]) -> Optional[Callable]:
-    """The batched evaluator of ``set_name``'s edge, if ``ops`` allow one."""
-    entry = BATCHED.get(set_name)
-    if entry is None or not entry[0](ops):
+    """The batched evaluator of a ``set_name`` edge holding ``ops``.
+
+    Returns:
+        ``evaluate(ops, x, mix)`` (:func:`edge_mixture` with the edge's
+        plan), or None when ``set_name`` has no batched evaluator.
+
+    Raises:
+        NotBatchable: when ``set_name`` has one but an operation of ``ops``
+            has no batched form.
+    """
+    if set_name not in BATCHED_SETS:
         return None
-    return entry[1]
+    return functools.partial(edge_mixture, plan_edge(set_name, ops))
+
+
+def check_declared_sets(op_sets: Mapping = OP_SETS, channels: int = 32,
+                        spatial_size: Size = (4, 4)) -> Dict[str, EdgePlan]:
+    """Plans every batched set as declared, on small instances of its ops.
+
+    Run at import on ``space.OP_SETS``, so that a set reordered, extended or
+    renamed there either keeps its batched evaluator or fails loudly.
+
+    Args:
+        op_sets: set name -> ``OpSet``.
+        channels, spatial_size: what the instances are built for.
+
+    Returns:
+        Set name -> its plan.
+
+    Raises:
+        NotBatchable: a set named in :data:`BATCHED_SETS` is not declared,
+            or holds an operation without a batched form.
+    """
+    plans = {}
+    # Building draws initial weights; leave the caller's random state be.
+    with torch.random.fork_rng(devices=[]):
+        for name in BATCHED_SETS:
+            if name not in op_sets:
+                raise NotBatchable(
+                    f'batched_edges.BATCHED_SETS names {name!r}, which is not '
+                    f'a declared operation set ({list(op_sets)})')
+            op_set = op_sets[name]
+            ops = [
+                op_set.build(op, channels, spatial_size)
+                for op in op_set.names
+            ]
+            plans[name] = plan_edge(name, ops, op_set.names)
+    return plans
+
+
+DECLARED_PLANS = check_declared_sets()

@@ -1,25 +1,47 @@
-"""The fused fixed SASE block (``fused.py``, ``csrc/sase_fused.cpp``).
+"""The fused fixed SASE block (``fast/fused/``, ``csrc/sase_fused.cpp``).
 
 SASE (arXiv 2411.08333). When training, the fixed block runs as one autograd
 node with a closed-form input gradient, computed by compiled CPU kernels or,
 without them, by PyTorch operators. Both must give the generic graph's
 output and gradients (x and every parameter) for every genotype the fused
 path accepts, keep BatchNorm's running statistics updated once per forward,
-and stay exact under double backward and repeated backward.
+and stay exact under double backward and repeated backward. Which genotypes
+fuse is derived from what the squeeze operations declare they read, so a
+reordered or extended operation set keeps the fused path exact or fails at
+import; and each compiled kernel is paired with the Python definition it
+restates (:data:`KERNEL_PAIRS`).
 """
 import itertools
 import os
+from collections import OrderedDict
 
 import pytest
 import torch
+import torch.nn as nn
 
+import sase_mm.models.sase.block as block_mod
 import sase_mm.models.sase.fast.fused as fused_mod
 import sase_mm.models.sase.fast.fused.dispatch as dispatch_mod
-from sase_mm.models.sase.fast import kernels as kernels_mod
+import sase_mm.models.sase.fast.fused.tape as tape_mod
+import sase_mm.models.sase.genotype as genotype_mod
+from sase_mm.models.layers.dims import C_DIMS, HW_DIMS
+from sase_mm.models.layers.squeeze import LpPool
+from sase_mm.models.layers.statistics import (Amax, CentralSums,
+                                              GatedPow4SumC, GatedSumC,
+                                              Pow4Sum, Sum, assemble)
 from sase_mm.models.sase import SASE
+from sase_mm.models.sase.dag import (residual, residual_factors,
+                                     residual_map_grads)
+from sase_mm.models.sase.fast import kernels as kernels_mod
 from sase_mm.models.sase.fast.fused import FUSABLE, fusable
+from sase_mm.models.sase.fast.fused.dispatch import (COMBINE_SLOTS,
+                                                     _combine_slots,
+                                                     _kernel_input_grad,
+                                                     _rows)
+from sase_mm.models.sase.fast.fused.input_grad import _input_grad
 from sase_mm.models.sase.fast.kernels import fused_kernels
-from sase_mm.models.sase.space import EDGES
+from sase_mm.models.sase.space import (CHANNEL_SQUEEZE, EDGES,
+                                       SPATIAL_SQUEEZE, OpSet, OpSpec)
 
 PAPER = ['gap_gmp', 'fc', 'affine', 'l4_pool', 'gap', 'conv_3x3_x2']
 COMBOS = list(itertools.product(sorted(FUSABLE[0]), sorted(FUSABLE[3]),
@@ -235,52 +257,254 @@ def test_fusable_table_matches_what_the_tape_supports(edge):
                 block(x)
 
 
-def test_kernels_against_torch():
-    k = _kernels()
+# ------------------------------------------ fusability, derived not listed
+EXPECTED_FUSABLE = {
+    0: {'gap', 'l2_norm', 'l4_pool', 'gap_gmp', 'gap_std', 'gap_skew'},
+    3: {'gap', 'l4_pool'},
+    4: {'gap', 'l4_pool', 'gap_gmp', 'gap_std', 'gap_skew'},
+}
+
+
+def test_fusable_is_derived_from_the_squeeze_declarations():
+    assert {i: set(ops) for i, ops in FUSABLE.items()} == EXPECTED_FUSABLE
+    assert tape_mod.derive_fusable(EDGES) == FUSABLE
+    # Which map each squeeze edge reads, as dag.sase_maps wires them.
+    assert tape_mod.squeezed_maps() == {0: 'x', 3: 'gated', 4: 'x'}
+
+
+def _reordered(op_set, extra=()):
+    """``op_set`` with its columns reversed, then ``extra`` (name, factory)
+    appended."""
+    ops = OrderedDict(reversed(list(op_set.ops.items())))
+    ops.update((name, OpSpec(name, factory)) for name, factory in extra)
+    return OpSet(op_set.name, ops)
+
+
+def _edges_with(*op_sets):
+    swap = {s.name: s for s in op_sets}
+    return tuple(e._replace(op_set=swap.get(e.op_set.name, e.op_set))
+                 for e in EDGES)
+
+
+@pytest.fixture
+def use_edges(monkeypatch):
+    """Builds blocks from other edges: their op sets and the FUSABLE table
+    derived from them, as importing with them would."""
+    def use(edges):
+        derived = tape_mod.derive_fusable(edges)
+        monkeypatch.setattr(block_mod, 'EDGES', edges)
+        monkeypatch.setattr(genotype_mod, 'EDGES', edges)
+        monkeypatch.setattr(tape_mod, 'FUSABLE', derived)
+        return derived
+    return use
+
+
+@pytest.mark.parametrize('e0,e3,e4', [('gap_gmp', 'l4_pool', 'gap'),
+                                      ('gap_skew', 'gap', 'gap_std'),
+                                      ('l2_norm', 'l4_pool', 'gap_gmp')])
+def test_reordered_op_sets_keep_the_fused_path_exact(e0, e3, e4, path,
+                                                     use_edges):
+    cs, ss = _reordered(CHANNEL_SQUEEZE), _reordered(SPATIAL_SQUEEZE)
+    assert cs.names == CHANNEL_SQUEEZE.names[::-1]  # alpha columns moved
+    assert use_edges(_edges_with(cs, ss)) == FUSABLE
+    block = _block(_genotype(e0, e3, e4))
+    assert block.fused
+    x = torch.randn(2, 16, 5, 6, dtype=torch.float64)
+    _assert_same(block, x, torch.randn_like(x))
+
+
+def test_extended_op_set_fuses_exactly_or_not_at_all(path, use_edges):
+    ss = _reordered(SPATIAL_SQUEEZE, extra=[
+        ('l3_pool', lambda c, s, **kw: LpPool(C_DIMS, p=3)),
+        ('l4_twin', lambda c, s, **kw: LpPool(C_DIMS, p=4))])
+    derived = use_edges(_edges_with(ss))
+    assert {'l4_twin'} <= derived[3] & derived[4]
+    assert 'l3_pool' not in derived[3] | derived[4]
+    x = torch.randn(2, 16, 5, 6, dtype=torch.float64)
+    block = _block(_genotype('gap_gmp', 'l4_twin', 'l4_twin'))
+    assert block.fused
+    _assert_same(block, x, torch.randn_like(x))
+    slow = _block(_genotype('gap_gmp', 'l3_pool', 'gap'))
+    assert not slow.fused
+    slow.fused = True  # forced past the derived table: the tape refuses
+    with pytest.raises(fused_mod.NotFusable):
+        slow(x.requires_grad_())
+
+
+class _Undeclared(nn.Module):
+    """A squeeze that reads a statistic but does not say so."""
+
+    def forward(self, x, stats=None):
+        return stats.mean(C_DIMS)
+
+
+def test_squeeze_without_a_declaration_fails_loudly():
+    ss = _reordered(SPATIAL_SQUEEZE,
+                    extra=[('undeclared', lambda c, s, **kw: _Undeclared())])
+    with pytest.raises(TypeError, match=r"'undeclared'.*_Undeclared.*reads"):
+        tape_mod.derive_fusable(_edges_with(ss))
+
+
+# ----------------------------------- the fused assembly of the closed forms
+def _term_cases(x):
+    """Every statistic's gradient terms for x (B, C, H, W), by name."""
+    b, c, h, w = x.shape
+    torch.manual_seed(3)
+    gate = torch.rand(b, c, 1, 1, dtype=x.dtype) + 0.5
+    row = lambda: torch.randn(b, c, 1, 1, dtype=x.dtype)  # noqa: E731
+    col = lambda: torch.randn(b, 1, h, w, dtype=x.dtype)  # noqa: E731
+    cases = {}
+    for dims, g in ((HW_DIMS, row), (C_DIMS, col)):
+        m = Amax.value(x, dims)
+        mean = x.mean(dims, keepdim=True)
+        s2, _ = CentralSums.value(x, mean, dims)
+        n = x.numel() // mean.numel()
+        tag = 'hw' if dims == HW_DIMS else 'c'
+        cases.update({
+            f'sum_{tag}': Sum.input_grad(g()),
+            f'amax_{tag}': Amax.input_grad(m, dims, None, g()),
+            f'amax_{tag}_ties': Amax.input_grad(m, dims,
+                                                Amax.ties(x, m, dims), g()),
+            f'pow4_{tag}': Pow4Sum.input_grad(g()),
+            f'central_{tag}': CentralSums.input_grad(mean, s2, n, g(), g()),
+            f'central_{tag}_s2': CentralSums.input_grad(mean, s2, n, g(),
+                                                        None),
+        })
+    cases['gated_sum'] = GatedSumC.input_grad(gate, col())
+    cases['gated_pow4'] = GatedPow4SumC.input_grad(gate.pow(4), col())
+    cases['all'] = [t for ts in list(cases.values()) for t in ts]
+    return cases
+
+
+def _x_with_ties(*shape, dtype=torch.float64):
     torch.manual_seed(0)
-    for dtype in (torch.float32, torch.float64):
-        x = torch.randn(3, 5, 4, 7, dtype=dtype)
-        x[0, 1, 0, 0] = x[0, 1, 3, 6] = x[0, 1].max() + 1  # two maxima
-        x[2, 4] = 1.0
-        b, c, n = 3, 5, 28
-        xf = x.reshape(b, c, n)
-        s, m, cnt = k.row_stats(x)
-        torch.testing.assert_close(s, xf.sum(-1))
-        assert torch.equal(m, xf.amax(-1))
-        assert torch.equal(cnt, (xf == xf.amax(-1, keepdim=True)).sum(-1)
-                           .to(dtype))
-        assert cnt[0, 1] == 2 and cnt[2, 4] == n
-        w = torch.rand(b, c, dtype=dtype)
-        torch.testing.assert_close(k.gated_pow4_sum(x, w),
-                                   (w[:, :, None] * xf**4).sum(1))
-        v = torch.randn(b, n, dtype=dtype)
-        want = (xf**4 * v[:, None]).sum(-1)
-        torch.testing.assert_close(k.pow4_rowdot(x, v), want, rtol=1e-4,
-                                   atol=1e-4 * want.abs().max().item())
-        g = torch.randn_like(x)
-        row, col = k.grad_dots(g, x)
-        gf = g.reshape(b, c, n)
-        torch.testing.assert_close(row, (gf * xf).sum(-1))
-        torch.testing.assert_close(col, (gf * xf).sum(1))
-        a, bn = torch.randn(b, c, dtype=dtype), torch.randn(b, n, dtype=dtype)
+    x = torch.randn(*shape, dtype=dtype)
+    x[0, 1, 0, 0] = x[0, 1, -1, -1] = x[0, 1].max() + 1  # two maxima
+    x[-1, 2] = 0.5  # a constant channel: every position ties
+    return x
+
+
+@pytest.mark.parametrize('case', list(_term_cases(_x_with_ties(2, 4, 3, 5))))
+def test_fused_assembly_equals_each_statistics_own(case):
+    """``input_grad._input_grad`` (stacked broadcasts, one shared x^3) adds
+    exactly what the statistics' own ``assemble`` builds."""
+    x = _x_with_ties(2, 4, 3, 5)
+    terms = _term_cases(x)[case]
+    t = torch.randn_like(x)
+    want = t + assemble(terms, x.shape, x)
+    got = _input_grad(x, t.clone(), terms)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize('case,slot', [
+    ('sum_hw', True), ('sum_c', True), ('gated_sum', True),
+    ('amax_hw_ties', True), ('gated_pow4', True), ('amax_hw', False),
+    ('amax_c_ties', False), ('pow4_hw', False), ('central_c', False)])
+def test_which_terms_the_combine_kernel_takes(case, slot):
+    x = _x_with_ties(2, 4, 3, 5)
+    assert (_combine_slots(_term_cases(x)[case], x) is not None) == slot
+
+
+# ------------------------------- each compiled kernel and what it restates
+def _pair_row_stats(k, x):
+    b, c = x.shape[:2]
+    m = Amax.value(x, HW_DIMS)
+    want = (Sum.value(x, HW_DIMS), m, Amax.ties(x, m, HW_DIMS))
+    return k.row_stats(x), tuple(t.reshape(b, c) for t in want)
+
+
+def _pair_gated_pow4_sum(k, x):
+    b, c, h, w = x.shape
+    weights = torch.rand(b, c, 1, 1, dtype=x.dtype)
+    return (k.gated_pow4_sum(x, weights.view(b, c)),
+            GatedPow4SumC.value(x, weights).view(b, h * w))
+
+
+def _pair_pow4_rowdot(k, x):
+    b, c, h, w = x.shape
+    v = torch.randn(b, 1, h, w, dtype=x.dtype)
+    return (k.pow4_rowdot(x, v.view(b, h * w)),
+            GatedPow4SumC.weight_grad(Pow4Sum.pow4(x), v).view(b, c))
+
+
+def _pair_grad_dots(k, x):
+    b, c, h, w = x.shape
+    g = torch.randn_like(x)
+    _, gs2, gs5 = residual_map_grads(g, x, (b, c, 1, 1), (b, 1, h, w))
+    row, col = k.grad_dots(g, x)
+    return (row * 0.5, col * 0.5), (gs2.view(b, c), gs5.view(b, h * w))
+
+
+def _pair_scale(k, x):
+    b, c, h, w = x.shape
+    a, bn = residual_factors(torch.randn(b, c, 1, 1, dtype=x.dtype),
+                             torch.randn(b, 1, h, w, dtype=x.dtype))
+    return k.scale(x, *_rows(a, bn)), residual(x, a, bn)
+
+
+def _pair_combine(k, x):
+    """The output path plus every kind of term that has a slot, as
+    ``dispatch`` maps them, against ``input_grad``'s assembly."""
+    b, c, h, w = x.shape
+    g = torch.randn_like(x)
+    a, bn = residual_factors(torch.randn(b, c, 1, 1, dtype=x.dtype),
+                             torch.randn(b, 1, h, w, dtype=x.dtype))
+    cases = _term_cases(x)
+    terms = [t for name in ('sum_hw', 'sum_c', 'gated_sum', 'amax_hw_ties',
+                            'gated_pow4') for t in cases[name]]
+    assert set(_combine_slots(terms, x)) == set(COMBINE_SLOTS)
+    got = (_kernel_input_grad(k, g, x, a, bn, terms),
+           _kernel_input_grad(k, g, x, a, bn, []))
+    want = (_input_grad(x, residual(g, a, bn), terms), residual(g, a, bn))
+    return got, want
+
+
+#: kernel -> a function (kernels, x) -> (kernel's outputs, the outputs of the
+#: Python definition it restates):
+#:   row_stats       Sum.value, Amax.value, Amax.ties over H, W
+#:   gated_pow4_sum  GatedPow4SumC.value
+#:   pow4_rowdot     GatedPow4SumC.weight_grad
+#:   grad_dots       dag.residual_map_grads
+#:   scale           dag.residual
+#:   combine         dag.residual + input_grad._input_grad of the terms
+KERNEL_PAIRS = {
+    'row_stats': _pair_row_stats,
+    'gated_pow4_sum': _pair_gated_pow4_sum,
+    'pow4_rowdot': _pair_pow4_rowdot,
+    'grad_dots': _pair_grad_dots,
+    'scale': _pair_scale,
+    'combine': _pair_combine,
+}
+
+
+def test_every_kernel_is_paired():
+    k = _kernels()
+    assert {n for n in dir(k) if not n.startswith('_')} == set(KERNEL_PAIRS)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('kernel', list(KERNEL_PAIRS))
+def test_kernel_equals_the_python_definition(kernel, dtype):
+    k = _kernels()
+    x = _x_with_ties(3, 5, 4, 7, dtype=dtype)
+    got, want = KERNEL_PAIRS[kernel](k, x)
+    got, want = ((t, ) if torch.is_tensor(t) else t for t in (got, want))
+    assert len(got) == len(want)
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
         torch.testing.assert_close(
-            k.scale(x, a, bn).reshape(b, c, n),
-            xf * (a[:, :, None] + bn[:, None]))
-        r, u, sh, kk = (torch.randn(b, c, dtype=dtype) for _ in range(4))
-        s_, v_, q = (torch.randn(b, n, dtype=dtype) for _ in range(3))
-        want = (gf * (a[:, :, None] + bn[:, None]) + r[:, :, None]
-                + s_[:, None] + u[:, :, None] * v_[:, None]
-                + (xf == m[:, :, None]).to(dtype) * sh[:, :, None]
-                + kk[:, :, None] * xf**3 * q[:, None])
-        torch.testing.assert_close(
-            k.combine(g, x, a, bn, r, s_, u, v_, m, sh, kk, q).reshape(
-                b, c, n), want)
-        torch.testing.assert_close(
-            k.combine(g, x, a, bn, *[None] * 8).reshape(b, c, n),
-            gf * (a[:, :, None] + bn[:, None]))
+            g, w, rtol=tol, atol=tol * max(1.0, w.abs().max().item()))
+    if kernel == 'row_stats':  # max and ties are exact, not rounded
+        assert torch.equal(got[1], want[1]) and torch.equal(got[2], want[2])
+        assert got[2][0, 1] == 2 and got[2][2, 2] == 28
+
+
+def test_kernel_row_stats_nan_and_layout():
+    k = _kernels()
     nan = torch.randn(1, 2, 3, 3)
     nan[0, 0, 1, 1] = float('nan')
-    assert torch.isnan(k.row_stats(nan)[1][0, 0])
+    assert torch.isnan(k.row_stats(nan)[1][0, 0])  # as amax: NaN propagates
     assert not torch.isnan(k.row_stats(nan)[1][0, 1])
     with pytest.raises(RuntimeError, match='contiguous'):
         k.row_stats(torch.randn(2, 3, 4, 4).transpose(2, 3))

@@ -1,4 +1,4 @@
-// Fused CPU kernels for the fixed SASE block (sase_mm/models/attention/fused.py).
+// Fused CPU kernels for the fixed SASE block (sase_mm/models/sase/fast/fused/).
 //
 // SASE: Searching Architecture for Squeeze and Excitation operations
 // (arXiv 2411.08333). On CPU the block is memory-bound: each full-size pass

@@ -15,34 +15,37 @@ and mixer, tensors of B*C or B*H*W elements) as leaves of a graph of their
 own. Its backward differentiates that small graph with
 ``torch.autograd.grad``, which gives the gradient of every statistic, then
 writes dL/dx once, into one buffer, from the closed-form gradient of each
-statistic:
+statistic (each defined once, with its forward value, in
+``layers/statistics.py``; the output path in ``sase/dag.py``):
 
-====================  =============================================
-statistic             contribution to dL/dx (g its gradient)
-====================  =============================================
-sum over dims         g, broadcast
-max over dims         g / n_ties at the maxima (as ``torch.amax``)
-sum of x^4            4 x^3 g
-central sums S2, S3   d (2 g2 + 3 g3 d) - 3 g3 S2 / n, d = x - mean
-sum_c gate_c x_c      gate_c g_hw
-sum_c gate_c^4 x_c^4  4 gate_c^4 x^3 g_hw
-output x * m          grad * m, m = 1 + s2 / 2 + s5 / 2
-====================  =============================================
+=====================  ====================================================
+statistic              contribution to dL/dx (g its gradient)
+=====================  ====================================================
+``Sum`` over dims      g, broadcast
+``Amax`` over dims     g / n_ties at the maxima (as ``torch.amax``)
+``Pow4Sum`` (x^4)      4 x^3 g
+``CentralSums``        d (2 g2 + 3 g3 d) - 3 g3 S2 / n, d = x - mean
+``GatedSumC``          gate_c g_hw (of sum_c gate_c x_c)
+``GatedPow4SumC``      4 gate_c^4 x^3 g_hw (of sum_c gate_c^4 x_c^4)
+output, ``residual``   grad * (a + b), a = 1 + s2 / 2, b = s5 / 2
+=====================  ====================================================
 
 The broadcast terms are added as one low-rank matrix product (``baddbmm``).
-The values are those of the generic path (same formulas, same order); the
-gradients agree with it to rounding (``tests/models/sase/fast/test_fused.py``).
+The values are those of the generic path (same definitions); the gradients
+agree with it to rounding (``tests/models/sase/fast/test_fused.py``, which
+also pairs each compiled kernel with the Python definition it restates).
 
 The node is split by concern: ``tape.py`` captures the statistics (and
-says which genotypes it can describe), ``input_grad.py`` assembles dL/dx
-from their closed forms with PyTorch operators, ``dispatch.py`` chooses and
-calls the compiled kernels (``../kernels.py``), and ``node.py`` is the
-autograd Function (retained graphs, BN buffers, double backward).
+derives which genotypes it can describe), ``input_grad.py`` assembles dL/dx
+from the statistics' gradient terms with PyTorch operators, ``dispatch.py``
+chooses and calls the compiled kernels (``../kernels.py``), and ``node.py``
+is the autograd Function (retained graphs, BN buffers, double backward).
 
-It applies when the squeezes need only these statistics (:data:`FUSABLE`),
-which includes the paper's block; other genotypes run the generic graph. A
-second derivative (``create_graph=True``) recomputes the block with plain
-autograd, so higher derivatives stay exact.
+It applies when the squeezes need only these statistics (:data:`FUSABLE`,
+derived from what each squeeze operation declares it reads), which includes
+the paper's block; other genotypes run the generic graph. A second
+derivative (``create_graph=True``) recomputes the block with plain autograd,
+so higher derivatives stay exact.
 """
 from .node import fused_sase
 from .tape import FUSABLE, NotFusable, fusable

@@ -5,15 +5,27 @@ full-size steps run as single passes of the compiled kernels
 (``../kernels.py``, ``../csrc/sase_fused.cpp``); elsewhere (GPU, other
 dtypes, no compiler, ``SASE_MM_NO_EXT=1``) the PyTorch closed forms of
 ``input_grad.py`` run instead, with the same values.
+
+Each kernel restates a Python definition, and
+``tests/models/sase/fast/test_fused.py`` pairs them (``KERNEL_PAIRS``):
+``row_stats`` the :class:`Sum`, :class:`Amax` and ties over H, W;
+``gated_pow4_sum`` and ``pow4_rowdot`` :class:`GatedPow4SumC`'s value and
+weight gradient (``layers/statistics.py``); ``grad_dots``, ``scale`` and the
+output path of ``combine`` :func:`residual_map_grads` and :func:`residual`
+(``sase/dag.py``); the rest of ``combine`` the gradient terms, as
+``input_grad.py`` adds them.
 """
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
 
 from ....layers.dims import HW_DIMS
+from ....layers.statistics import AtMax, Broadcast, Cube, Term
 from ..kernels import fused_kernels
-from .input_grad import _factors
-from .tape import _Entry
+from .input_grad import _row_col
+
+#: The optional inputs of the ``combine`` kernel, in its argument order.
+COMBINE_SLOTS = ('r', 's', 'u', 'v', 'mx', 'share', 'k', 'q')
 
 
 def kernels_for(x: torch.Tensor):
@@ -32,43 +44,54 @@ def _rows(*maps: torch.Tensor):
     return tuple(t.reshape(t.shape[0], -1).contiguous() for t in maps)
 
 
-def _kernel_input_grad(kernels, grad, x, s2, s5, entries: List[_Entry],
-                       grads: Dict[int, Tuple]) -> Optional[torch.Tensor]:
-    """dL/dx in one pass of the compiled ``combine`` kernel, or None when a
-    statistic has no slot there (fourth powers or central moments of x,
-    maxima over C): the PyTorch closed forms then take over."""
+def _combine_slots(terms: List[Term],
+                   x: torch.Tensor) -> Optional[Dict[str, torch.Tensor]]:
+    """The ``combine`` kernel's inputs for ``terms`` (its slots r_c + s_n +
+    u_c v_n + [x == mx_c] share_c + k_c x^3 q_n), or None when a term has
+    no slot there (central moments, fourth powers over one axis only,
+    maxima over C, a second term of a kind that has one slot)."""
     b, c = x.shape[:2]
-    terms = {}
+    slots: Dict[str, torch.Tensor] = {}
 
     def put(key, value):
-        if key in terms:
+        if key in slots:
             if key in ('r', 's'):  # broadcast sums add up
-                terms[key] = terms[key] + value
+                slots[key] = slots[key] + value
                 return True
             return False
-        terms[key] = value
+        slots[key] = value
         return True
 
-    for i, gs in grads.items():
-        e, g = entries[i], gs[0]
-        if e.kind == 'sum':
-            ok = put('r', g.reshape(b, c)) if e.dims == HW_DIMS else put(
-                's', g.reshape(b, -1))
-        elif e.kind == 'gsum':
-            ok = put('u', e.aux[0].reshape(b, c)) and put(
-                'v', g.reshape(b, -1))
-        elif e.kind == 'amax' and e.dims == HW_DIMS and e.aux:
-            ok = put('mx', e.outs[0].detach().reshape(b, c)) and put(
-                'share', (g / e.aux[0]).reshape(b, c))
-        elif e.kind == 'gpow4':
-            ok = put('k', 4 * e.aux[0].reshape(b, c).square().square()) \
-                and put('q', g.reshape(b, -1))
+    for term in terms:
+        rc = (_row_col(term.factors, x)
+              if isinstance(term, (Broadcast, Cube)) else None)
+        if isinstance(term, Broadcast) and rc is not None:
+            row, col = rc
+            ok = (put('r', row) if col is None else
+                  put('s', col) if row is None else
+                  put('u', row) and put('v', col))
+        elif (isinstance(term, Cube) and rc is not None
+              and rc[0] is not None and rc[1] is not None):
+            ok = put('k', rc[0]) and put('q', rc[1])
+        elif (isinstance(term, AtMax) and term.dims == HW_DIMS
+              and term.ties is not None):
+            ok = put('mx', term.m.reshape(b, c)) and put(
+                'share', term.share().reshape(b, c))
         else:
             ok = False
         if not ok:
             return None
-    a, bn = _rows(*_factors(s2, s5))
-    args = [terms.get(k) for k in ('r', 's', 'u', 'v', 'mx', 'share', 'k',
-                                   'q')]
-    return kernels.combine(grad, x, a, bn, *[
-        None if t is None else t.contiguous() for t in args])
+    return slots
+
+
+def _kernel_input_grad(kernels, grad, x, a, b,
+                       terms: List[Term]) -> Optional[torch.Tensor]:
+    """dL/dx in one pass of the compiled ``combine`` kernel (``grad`` the
+    output gradient, (a, b) the residual factors), or None when a term has
+    no slot there: the PyTorch closed forms then take over."""
+    slots = _combine_slots(terms, x)
+    if slots is None:
+        return None
+    return kernels.combine(grad, x, *_rows(a, b), *[
+        None if slots.get(k) is None else slots[k].contiguous()
+        for k in COMBINE_SLOTS])

@@ -14,12 +14,11 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
-from ....layers.dims import C_DIMS, HW_DIMS
-from ....layers.statistics import _sum
-from ...dag import sase_maps
+from ...dag import residual, residual_factors, residual_map_grads, sase_maps
 from .dispatch import _kernel_input_grad, _rows, kernels_for
-from .input_grad import _factors, _input_grad, _residual
+from .input_grad import _input_grad
 from .tape import _Tape
+
 
 class _FusedSASE(torch.autograd.Function):
     """out = SASE(x) as one node; see the module docstring.
@@ -39,11 +38,11 @@ class _FusedSASE(torch.autograd.Function):
         tape, (s2, s5) = _tape_forward(block, x)
         ctx.block, ctx.state = block, (tape, s2, s5)
         ctx.save_for_backward(x, *params)
-        a, b = _factors(s2.detach(), s5.detach())
+        a, b = residual_factors(s2.detach(), s5.detach())
         if tape.kernels is not None:
             # (B, C, H, W) already: a view here would forbid ``out += id``.
             return tape.kernels.scale(tape.x, *_rows(a, b))
-        return _residual(x, a, b)
+        return residual(x, a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -86,9 +85,8 @@ def _tape_backward(tape: _Tape, s2, s5, x, params, grad, needs_input_grad):
         row, col = kernels.grad_dots(grad, tape.x)
         gs2, gs5 = row.view(b, c, 1, 1) * 0.5, col.view(b, 1, h, w) * 0.5
     else:
-        buf = torch.mul(grad, x)
-        gs2 = _sum(buf, HW_DIMS) * 0.5
-        gs5 = _sum(buf, C_DIMS) * 0.5
+        buf, gs2, gs5 = residual_map_grads(grad, x, (b, c, 1, 1),
+                                           (b, 1, h, w))
     want_x = needs_input_grad[0]
     outs = [o for e in entries for o in e.outs] if want_x else []
     wanted = [p for p, need in zip(params, needs_input_grad[2:]) if need]
@@ -97,19 +95,17 @@ def _tape_backward(tape: _Tape, s2, s5, x, params, grad, needs_input_grad):
     tape.release()  # x^4 goes before the full-size temporaries come
     grad_x = None
     if want_x:
-        grads, k = {}, 0
-        for i, e in enumerate(entries):
+        terms, k = [], 0
+        for e in entries:  # each statistic's closed form, in tape order
             gs = got[k:k + len(e.outs)]
             k += len(e.outs)
             if any(g is not None for g in gs):
-                grads[i] = gs
-        s2, s5 = s2.detach(), s5.detach()
+                terms += e.terms(gs)
+        a, bn = residual_factors(s2.detach(), s5.detach())
         if kernels is not None:
-            grad_x = _kernel_input_grad(kernels, grad, tape.x, s2, s5,
-                                        entries, grads)
+            grad_x = _kernel_input_grad(kernels, grad, tape.x, a, bn, terms)
         if grad_x is None:
-            t = _residual(grad, *_factors(s2, s5), out=buf)
-            grad_x = _input_grad(x, t, entries, grads)
+            grad_x = _input_grad(x, residual(grad, a, bn, out=buf), terms)
         grad_x = grad_x.view_as(x)
     param_grads = iter(got[len(outs):])
     return grad_x, tuple(next(param_grads) if need else None

@@ -1,32 +1,100 @@
-"""Statistics capture of the fused SASE block: the tape.
+"""Statistics capture of the fused SASE block (the tape), and what it fuses.
 
 SASE (arXiv 2411.08333). The fused node (``node.py``) computes the large
 reductions of the block input x outside autograd and hands them to the
 small part of the block (excitations, mixer) as leaves of a graph of its
 own. :class:`_TapeStats` is the :class:`FeatureStats` that does so: each
-statistic it hands out is recorded on the :class:`_Tape` as an
-:class:`_Entry` (its kind, dims, the leaves and what its closed-form
-gradient needs), which ``input_grad.py`` and ``dispatch.py`` turn into
-dL/dx. Anything that would need the full map raises :class:`NotFusable`.
+statistic it hands out is computed by that statistic's own ``value``
+(``layers/statistics.py``; over H, W by the compiled ``row_stats`` kernel
+where it runs) and recorded on the :class:`_Tape` as an :class:`_Entry`
+(the statistic, its leaves, and what its ``input_grad`` needs), which
+``input_grad.py`` and ``dispatch.py`` turn into dL/dx. Anything else raises
+:class:`NotFusable`.
+
+What the tape has is stated once (:func:`_has`): every statistic of x, and
+of the gated map ``g * x`` only its products with the gate over C (sums and
+fourth-power sums; its maxima or central moments would need the map).
+:data:`FUSABLE` follows from that, from which map each squeeze edge reads
+(read off ``dag.sase_maps`` itself) and from what each squeeze operation
+declares it reads (``reads()`` in ``layers/squeeze.py``); an operation that
+declares nothing fails this module's import.
 """
-from typing import Dict, FrozenSet, List, NamedTuple, Optional, Tuple
+from typing import Dict, FrozenSet, List, NamedTuple, Optional, Sequence, \
+    Tuple
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from ....layers.dims import HW_DIMS, Dims
-from ....layers.statistics import FeatureStats, _flat, _sum
+from ....layers.dims import C_DIMS, HW_DIMS, Dims
+from ....layers.statistics import (MAP, Amax, CentralSums, FeatureStats,
+                                   GatedPow4SumC, GatedSumC, Pow4Sum, Read,
+                                   Sum, Term, _GatedSumC)
+from ...dag import sase_maps
+from ...space import EDGES, Edge, OpSet
 
-# Squeeze operations (readable names) that read only the statistics above:
-# E0 and E4 squeeze x, E3 the gated map g * x, whose statistics over C are
-# products with g (sums and fourth powers; its max or central moments over
-# C would need the full map).
-FUSABLE: Dict[int, FrozenSet[str]] = {
-    0: frozenset({'gap', 'l2_norm', 'l4_pool', 'gap_gmp', 'gap_std',
-                  'gap_skew'}),
-    3: frozenset({'gap', 'l4_pool'}),
-    4: frozenset({'gap', 'l4_pool', 'gap_gmp', 'gap_std', 'gap_skew'}),
-}
+# --------------------------------------------------------------------------
+# What the tape has, and which squeeze operations that covers.
+# --------------------------------------------------------------------------
+_X_KINDS = frozenset({Sum.kind, Amax.kind, Pow4Sum.kind, CentralSums.kind})
+_GATED_KINDS = frozenset({GatedSumC.kind, GatedPow4SumC.kind})
+
+
+def _has(source: str, read: Read) -> bool:
+    """Whether the tape has ``read`` of the map ``source``: ``'x'`` (the
+    block input) or ``'gated'`` (the gated map g * x)."""
+    if source == 'x':
+        return read.kind in _X_KINDS
+    return read.kind in _GATED_KINDS and read.dims == C_DIMS
+
+
+def squeezed_maps() -> Dict[int, str]:
+    """Edge index -> ``'x'`` or ``'gated'``, for the edges that squeeze a
+    map (the others get no statistics), as ``sase_maps`` wires them."""
+    seen: Dict[int, str] = {}
+
+    def edge(i, inp, stats):
+        if stats is not None:
+            seen[i] = stats
+        return None
+
+    sase_maps(None, edge, lambda a, b: None, stats=lambda x: 'x',
+              gated=lambda x, gate: 'gated')
+    return seen
+
+
+def op_reads(op_set: OpSet, name: str) -> FrozenSet[Read]:
+    """What operation ``name`` of ``op_set`` declares it reads.
+
+    Raises:
+        TypeError: when its class declares nothing (no ``reads()``).
+    """
+    with torch.device('meta'):  # no memory, no draw from the RNG
+        module = op_set.build(name, 8)
+    reads = getattr(module, 'reads', None)
+    if not callable(reads):
+        raise TypeError(
+            f'{op_set.name} operation {name!r} ({type(module).__name__}) '
+            f'does not declare what it reads: give it a reads() method '
+            f'(layers/squeeze.py), returning statistics.reading(...) or '
+            f'{{statistics.MAP}}, so the fused SASE block knows whether it '
+            f'can run it')
+    return frozenset(reads())
+
+
+def derive_fusable(
+        edges: Sequence[Edge] = EDGES) -> Dict[int, FrozenSet[str]]:
+    """Squeeze edge index -> the operations (readable names) of its set that
+    read only what the tape has of that edge's map."""
+    return {
+        i: frozenset(name for name in edges[i].op_set.names
+                     if all(_has(source, r)
+                            for r in op_reads(edges[i].op_set, name)))
+        for i, source in sorted(squeezed_maps().items())
+    }
+
+
+#: Squeeze operations (readable names) the fused block runs, by edge.
+FUSABLE: Dict[int, FrozenSet[str]] = derive_fusable()
 
 
 def fusable(genotype) -> bool:
@@ -38,11 +106,17 @@ class NotFusable(RuntimeError):
     """An operation asked for more than the statistics the fused path has."""
 
 
+# --------------------------------------------------------------------------
+# The tape.
+# --------------------------------------------------------------------------
 class _Entry(NamedTuple):
-    kind: str  # sum, amax, pow4, central, gsum, gpow4
-    dims: Dims
+    stat: type  # a statistic of layers/statistics.py
     outs: Tuple[torch.Tensor, ...]  # what the small graph differentiates
-    aux: Tuple[torch.Tensor, ...] = ()  # values the closed form needs
+    saved: tuple = ()  # stat.input_grad's arguments before the gradients
+
+    def terms(self, grads: Sequence[Optional[torch.Tensor]]) -> List[Term]:
+        """dL/dx terms for the gradients ``grads`` of ``outs``."""
+        return self.stat.input_grad(*self.saved, *grads)
 
 
 class _Tape:
@@ -69,16 +143,19 @@ class _Tape:
         return self._row_stats
 
     def x4(self) -> torch.Tensor:
-        """x^4 as two squarings (shared by every fourth-power statistic)."""
+        """x^4, shared by every fourth-power statistic."""
         if self._x4 is None:
-            t = self.x * self.x
-            self._x4 = t.mul_(t)
+            self._x4 = Pow4Sum.pow4(self.x)
         return self._x4
 
-    def leaf(self, kind, dims, *values, aux=()) -> Tuple[torch.Tensor, ...]:
+    def leaf(self, stat, values, saved=()) -> Tuple[torch.Tensor, ...]:
+        """Records ``values`` of ``stat`` as leaves of the small graph."""
         leaves = tuple(v.requires_grad_() for v in values)
-        self.entries.append(_Entry(kind, tuple(dims), leaves, tuple(aux)))
+        self.record(stat, leaves, saved)
         return leaves
+
+    def record(self, stat, outs, saved=()):
+        self.entries.append(_Entry(stat, tuple(outs), tuple(saved)))
 
     def stats(self, x: torch.Tensor) -> '_TapeStats':
         return _TapeStats(self, None)
@@ -88,8 +165,10 @@ class _Tape:
 
 
 class _WeightedPow4SumC(torch.autograd.Function):
-    """sum_c w[b, c] x[b, c, n]^4 -> (B, H*W) by the compiled kernels, for
-    w (B, C) in the small graph and x the tape's constant map; no x^4 map.
+    """:class:`GatedPow4SumC` of the tape's constant map for weights w
+    (B, C, 1, 1) in the small graph: by the compiled ``gated_pow4_sum`` /
+    ``pow4_rowdot`` (no x^4 map) or by its Python definition on the tape's
+    shared x^4.
 
     Only ever differentiated once: a second derivative of the fused block
     recomputes it with plain autograd (``_plain_backward``).
@@ -98,13 +177,23 @@ class _WeightedPow4SumC(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w, tape):
         ctx.tape = tape
-        return tape.kernels.gated_pow4_sum(tape.x, w.contiguous())
+        x, k = tape.x, tape.kernels
+        if k is None:
+            return GatedPow4SumC.value(x, w, tape.x4())
+        b, c, h, wd = x.shape
+        return k.gated_pow4_sum(x, w.reshape(b, c).contiguous()).view(
+            b, 1, h, wd)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         tape = ctx.tape
-        return tape.kernels.pow4_rowdot(tape.x, grad.contiguous()), None
+        x, k = tape.x, tape.kernels
+        if k is None:
+            return GatedPow4SumC.weight_grad(tape.x4(), grad), None
+        b, c = x.shape[:2]
+        return k.pow4_rowdot(x, grad.reshape(b, -1).contiguous()).view(
+            b, c, 1, 1), None
 
 
 class _TapeStats(FeatureStats):
@@ -112,59 +201,60 @@ class _TapeStats(FeatureStats):
 
     The statistics of x are computed outside autograd and made leaves; those
     of the gated map are products of x (a constant here) with the gate, which
-    stays in the small graph. Anything needing the full map raises
-    :class:`NotFusable`.
+    stays in the small graph. Anything the tape does not have (:func:`_has`)
+    raises :class:`NotFusable`.
     """
 
     def __init__(self, tape: _Tape, gate: Optional[torch.Tensor]):
         super().__init__(None)
         self._tape = tape
         self._base, self._gate = tape.x, gate
+        self._source = 'x' if gate is None else 'gated'
+
+    def _require(self, read: Read):
+        if not _has(self._source, read) or (
+                self._gate is not None and not self._gated_over_c(read.dims)):
+            what = ('the feature map' if read == MAP else
+                    f'{read.kind!r} over {read.dims}')
+            raise NotFusable(f'the fused SASE block has no {what} of the '
+                             f'{self._source} map')
 
     @property
     def x(self):
-        raise NotFusable('the fused SASE block has statistics only, not the '
-                         'feature map')
+        self._require(MAP)
 
     @property
     def shape(self) -> torch.Size:
         return self._base.shape
 
-    def _gated(self, dims) -> bool:
-        if self._gate is None:
-            return False
-        if not self._gated_over_c(dims):
-            raise NotFusable(f'no fused statistic of the gated map over '
-                             f'{dims}')
-        return True
+    def _over_hw(self, dims: Dims) -> bool:
+        """Whether the compiled ``row_stats`` computes this statistic."""
+        return self._tape.kernels is not None and tuple(dims) == HW_DIMS
 
     def sum(self, dims):
         def compute():
-            if self._gated(dims):
-                b, c, h, w = self._base.shape
-                out = torch.bmm(self._gate.reshape(b, 1, c),
-                                _flat(self._base)).view(b, 1, h, w)
-                self._tape.entries.append(_Entry(
-                    'gsum', tuple(dims), (out, ), (self._gate.detach(), )))
+            self._require(Read(Sum.kind, tuple(dims)))
+            if self._gate is not None:
+                out = _GatedSumC.apply(self._base, self._gate)
+                self._tape.record(GatedSumC, (out, ), (self._gate.detach(), ))
                 return out
-            if self._tape.kernels is not None and tuple(dims) == HW_DIMS:
-                value = self._tape.row_stats()[0].clone()
-            else:
-                value = _sum(self._base, dims)
-            return self._tape.leaf('sum', dims, value)[0]
+            value = (self._tape.row_stats()[0].clone() if self._over_hw(dims)
+                     else Sum.value(self._base, dims))
+            return self._tape.leaf(Sum, (value, ))[0]
 
         return self._get(('sum', dims), compute)
 
     def amax(self, dims):
         def compute():
-            if self._gate is not None:
-                raise NotFusable('no fused maximum of the gated map')
-            if self._tape.kernels is not None and tuple(dims) == HW_DIMS:
-                _, value, count = self._tape.row_stats()
-                return self._tape.leaf('amax', dims, value.clone(),
-                                       aux=(count, ))[0]
+            self._require(Read(Amax.kind, tuple(dims)))
+            ties = None  # counted from x in the backward pass
+            if self._over_hw(dims):
+                _, value, ties = self._tape.row_stats()
+                value = value.clone()
+            else:
+                value = Amax.value(self._base, dims)
             return self._tape.leaf(
-                'amax', dims, self._base.amax(dim=dims, keepdim=True))[0]
+                Amax, (value, ), (value.detach(), tuple(dims), ties))[0]
 
         return self._get(('amax', dims), compute)
 
@@ -173,33 +263,24 @@ class _TapeStats(FeatureStats):
 
     def pow4_sum(self, dims):
         def compute():
-            if self._gated(dims):
-                b, c, h, w = self._base.shape
-                g4 = self._gate.reshape(b, 1, c).square().square()
-                if self._tape.kernels is not None:
-                    out = _WeightedPow4SumC.apply(g4.view(b, c), self._tape)
-                    out = out.view(b, 1, h, w)
-                else:
-                    out = torch.bmm(g4, _flat(self._tape.x4())).view(
-                        b, 1, h, w)
-                self._tape.entries.append(_Entry(
-                    'gpow4', tuple(dims), (out, ), (self._gate.detach(), )))
+            self._require(Read(Pow4Sum.kind, tuple(dims)))
+            if self._gate is not None:
+                w = GatedPow4SumC.weights(self._gate)
+                out = _WeightedPow4SumC.apply(w, self._tape)
+                self._tape.record(GatedPow4SumC, (out, ), (w.detach(), ))
                 return out
-            return self._tape.leaf('pow4', dims,
-                                   _sum(self._tape.x4(), dims))[0]
+            value = Pow4Sum.value(self._base, dims, self._tape.x4())
+            return self._tape.leaf(Pow4Sum, (value, ))[0]
 
         return self._get(('pow4', dims), compute)
 
     def central_sums(self, dims):
         def compute():
-            if self._gate is not None:
-                raise NotFusable('no fused central moments of the gated map')
+            self._require(Read(CentralSums.kind, tuple(dims)))
             mean = self.mean(dims).detach()
-            d = self._base - mean
-            t = d * d
-            s2 = _sum(t, dims)
-            s3 = _sum(t.mul_(d), dims)
-            return self._tape.leaf('central', dims, s2, s3,
-                                   aux=(mean, s2.detach().clone()))
+            s2, s3 = CentralSums.value(self._base, mean, dims)
+            return self._tape.leaf(CentralSums, (s2, s3),
+                                   (mean, s2.detach().clone(),
+                                    self.count(dims)))
 
         return self._get(('central_sums', dims), compute)
