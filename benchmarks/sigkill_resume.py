@@ -78,7 +78,7 @@ def one_try(rng: random.Random, hook: str, aim: bool, run_s: float) -> dict:
         sizes, during = {}, False
         while proc.poll() is None:
             if aim and _writing(work, sizes):
-                time.sleep(rng.uniform(0, 0.02))
+                time.sleep(rng.uniform(0, 0.002))
                 during = _writing(work, sizes)
                 break
             if not aim and time.time() >= deadline:
@@ -89,6 +89,9 @@ def one_try(rng: random.Random, hook: str, aim: bool, run_s: float) -> dict:
         if killed:
             proc.send_signal(signal.SIGKILL)
         proc.wait()
+        # A temporary file left behind: the kill landed inside a write.
+        partial = bool(glob.glob(os.path.join(work, '.*.tmp')))
+        during = during or partial
         resumed = _search(work, hook, resume=True)
         _, err = resumed.communicate()
         ok = resumed.returncode == 0

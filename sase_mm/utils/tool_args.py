@@ -199,3 +199,25 @@ def run_main(main, argv=None):
 
 
 unwrap = unwrap_model  # the tools' name for it
+
+
+def load_tool(rel_path: str):
+    """Imports ``tools/<rel_path>.py`` as a module (tools is no package),
+    once: from the checkout, or from an installed package's ``.mim/tools``.
+
+    Args:
+        rel_path: e.g. ``'train'`` or ``'analysis/complexity'``.
+    """
+    import importlib.util
+    import sys
+    from .mim import package_dir
+    path = osp.realpath(osp.join(package_dir(), '.mim', 'tools',
+                                 rel_path + '.py'))
+    name = 'sase_tools_' + rel_path.replace('/', '_')
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

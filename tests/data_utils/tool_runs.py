@@ -1,24 +1,15 @@
 """Helpers for running sase_mm's tools in tests: import a tool as a module,
 locate configs, and shrink the real configs to the tiny datasets with
 ``--cfg-options`` (SASE, arXiv 2411.08333, downstream experiments)."""
-import importlib.util
 import os.path as osp
-import sys
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def load_tool(rel_path: str):
     """Imports ``tools/<rel_path>.py`` as a module (tools is no package)."""
-    path = osp.join(REPO, 'tools', rel_path + '.py')
-    name = 'sase_tools_' + rel_path.replace('/', '_')
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    from sase_mm.utils.tool_args import load_tool as load
+    return load(rel_path)
 
 
 def config_path(rel: str) -> str:

@@ -65,6 +65,9 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
+from sase_mm.utils.tool_models import (ClassifierLogits,  # noqa: E402
+                                       is_detector)
+
 
 class ExportError(ValueError):
     """A model this tool does not export, or an export that does not
@@ -249,22 +252,6 @@ _ABSENT = object()
 
 
 # ------------------------------------------------------------------ models
-class ClassifierLogits(nn.Module):
-    """An mmpretrain classifier's ``forward(x, mode='tensor')``: logits."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x, mode='tensor')
-
-
-def is_detector(model: nn.Module) -> bool:
-    return hasattr(model, 'extract_feat') and (
-        hasattr(model, 'rpn_head') or hasattr(model, 'bbox_head'))
-
-
 def check_exportable(model: nn.Module, config: str) -> None:
     """Refuses search supernets (their blocks mix every candidate)."""
     from sase_mm.models.layers.builder import is_searchable

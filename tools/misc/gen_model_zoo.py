@@ -25,7 +25,6 @@ Usage::
     python tools/misc/gen_model_zoo.py --update-complexity [--flops]
 """
 import argparse
-import importlib.util
 import os.path as osp
 import sys
 from typing import Dict, List, Optional, Tuple
@@ -123,15 +122,8 @@ def flops_shape(config: str) -> Tuple[int, int]:
 
 
 def _complexity_tool():
-    path = osp.join(REPO, 'tools', 'analysis', 'complexity.py')
-    name = 'sase_tools_analysis_complexity'
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    from sase_mm.utils.tool_args import load_tool
+    return load_tool('analysis/complexity')
 
 
 def count_model(config: str, root: str = REPO, flops: bool = False) -> dict:

@@ -63,6 +63,9 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
+from sase_mm.utils.tool_models import (ClassifierLogits,  # noqa: E402
+                                       is_detector)
+
 #: The paper's figure: ResNet-50 without attention, SE, CBAM, ECA and SASE.
 DEFAULT_CONFIGS = [
     'configs/imagenet/baselines/r50_plain_8xb16_in1k.py',
@@ -209,22 +212,6 @@ def to_inputs(model: nn.Module, images_bgr) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- models
-def is_detector(model: nn.Module) -> bool:
-    return hasattr(model, 'extract_feat') and (
-        hasattr(model, 'rpn_head') or hasattr(model, 'bbox_head'))
-
-
-class ClassifierScores(nn.Module):
-    """``model(x)`` -> logits (B, K) for pytorch_grad_cam."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x, mode='tensor')
-
-
 class DetectorObjectness(nn.Module):
     """A detector as a one-score 'classifier' (B, 1): sigmoid of the RPN's
     objectness (or of a one-stage head's class scores), summed over anchors
@@ -423,7 +410,7 @@ def main(argv=None):
                           f'{args.seed}): the map shows the untrained '
                           f'architecture, not learned attention')
         detector = is_detector(model)
-        scorer = (DetectorObjectness if detector else ClassifierScores)(model)
+        scorer = (DetectorObjectness if detector else ClassifierLogits)(model)
         inputs = to_inputs(model, images)
         if args.target_layers:
             names = list(args.target_layers)

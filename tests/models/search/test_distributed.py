@@ -30,12 +30,15 @@ def _global_batches():
     return out
 
 
-def _run(rank, world, batches):
+def _run(rank, world, batches, sync_bn=False):
     sys.path.insert(0, HERE)
     from tiny_supernets import build_tiny, make_optim
     torch.set_num_threads(1)
-    model = build_tiny(order=2, dtype=torch.float64, seed=0)
-    model.eval()  # BN on running statistics: a batch-separable loss
+    model = build_tiny(order=2, dtype=torch.float64, seed=0, sync_bn=sync_bn)
+    if sync_bn:
+        model.train()  # batch statistics, synchronised over the ranks
+    else:
+        model.eval()  # BN on running statistics: a batch-separable loss
     optim = make_optim(model, lr=0.1, clip=5)
     n = 8 // world
     for batch in batches:
@@ -45,11 +48,11 @@ def _run(rank, world, batches):
     return model
 
 
-def _worker(rank, world, port, out_dir):
+def _worker(rank, world, port, out_dir, sync_bn=False):
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
                             rank=rank, world_size=world)
     try:
-        model = _run(rank, world, _global_batches())
+        model = _run(rank, world, _global_batches(), sync_bn)
         torch.save({k: v.detach().clone()
                     for k, v in model.state_dict().items()},
                    os.path.join(out_dir, f'rank{rank}.pth'))
@@ -78,39 +81,12 @@ def test_two_ranks_equal_one_rank_on_global_batch(tmp_path):
                               rtol=1e-7), key
 
 
-def _run_sync_bn(rank, world, batches):
-    sys.path.insert(0, HERE)
-    from tiny_supernets import build_tiny, make_optim
-    torch.set_num_threads(1)
-    model = build_tiny(order=2, dtype=torch.float64, seed=0, sync_bn=True)
-    model.train()  # batch statistics, synchronised over the ranks
-    optim = make_optim(model, lr=0.1, clip=5)
-    n = 8 // world
-    for batch in batches:
-        local = {k: {f: t[rank * n:(rank + 1) * n] for f, t in b.items()}
-                 for k, b in batch.items()}
-        model.train_step(local, optim)
-    return model
-
-
-def _sync_worker(rank, world, port, out_dir):
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
-                            rank=rank, world_size=world)
-    try:
-        model = _run_sync_bn(rank, world, _global_batches())
-        torch.save({k: v.detach().clone()
-                    for k, v in model.state_dict().items()},
-                   os.path.join(out_dir, f'sync{rank}.pth'))
-    finally:
-        dist.destroy_process_group()
-
-
 def test_sync_bn_two_ranks_equal_one_rank_in_train_mode(tmp_path):
     """With sync_bn, BN in train mode: 2 ranks x 4 images = 1 rank x 8."""
-    mp.spawn(_sync_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2,
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), True), nprocs=2,
              join=True)
-    ranks = [torch.load(tmp_path / f'sync{r}.pth') for r in range(2)]
-    single = _run_sync_bn(0, 1, _global_batches()).state_dict()
+    ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(2)]
+    single = _run(0, 1, _global_batches(), sync_bn=True).state_dict()
     assert ranks[0].keys() == single.keys()
     for key in single:
         assert torch.equal(ranks[0][key], ranks[1][key]), key
