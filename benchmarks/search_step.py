@@ -30,6 +30,17 @@ memory events would count tensors only, but profiling the ~100k operator
 calls of a second-order step takes minutes.)
 
     python benchmarks/search_step.py [--repeats 5] [--batch 64]
+
+``--detector``: the search around an mmdet detector (docs/
+search_your_model.md): Faster R-CNN R50-FPN with SASESearch in every
+bottleneck (``configs/search/sase_faster_rcnn_r50_fpn_coco.py``'s model),
+2 x 3 x 256 x 256 images with 3 boxes each. Candidates: ``plain``, one
+training step of that detector (the search's weight step: forward of the
+RPN and ROI losses, backward, SGD; mixing weights fixed), ``first`` and
+``second`` as above. Targets: first / plain <= 2.2, second / plain <= 5.5
+(times only).
+
+    python benchmarks/search_step.py --detector [--repeats 3]
 """
 import argparse
 import json
@@ -50,6 +61,10 @@ from sase_mm.registry import MODELS  # noqa: E402
 
 TARGETS = dict(supernet_vs_plain=4.0, first_vs_supernet=2.05,
                second_vs_supernet=5.1, second_vs_first_memory=1.3)
+DETECTOR_TARGETS = dict(first_vs_plain=2.2, second_vs_plain=5.5)
+DETECTOR_CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                           'configs', 'search',
+                           'sase_faster_rcnn_r50_fpn_coco.py')
 
 
 def _batch(n, g):
@@ -118,6 +133,80 @@ def build_candidates(batch, fixed=False):
     return cands
 
 
+def _detector_batch(g, n=2, size=256):
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    inputs, samples = [], []
+    for _ in range(n):
+        inputs.append(torch.randint(0, 256, (3, size, size), generator=g,
+                                    dtype=torch.uint8))
+        xy = torch.rand(3, 2, generator=g) * size * 0.6
+        wh = 16 + torch.rand(3, 2, generator=g) * size * 0.3
+        sample = DetDataSample(metainfo=dict(
+            img_shape=(size, size), ori_shape=(size, size),
+            scale_factor=(1., 1.)))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.cat([xy, (xy + wh).clamp(max=size)], dim=1),
+            labels=torch.randint(0, 80, (3, ), generator=g))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def build_detector_candidates():
+    """``plain`` (the detector's training step), ``first``, ``second``."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    cfg = Config.fromfile(DETECTOR_CONFIG)
+    init_default_scope('mmdet')
+    g = torch.Generator().manual_seed(0)
+    data = dict(train=_detector_batch(g), search=_detector_batch(g))
+    cands = {}
+    for order in (1, 2):
+        torch.manual_seed(0)
+        model = MODELS.build(dict(cfg.model, order=order)).train()
+        optim = OptimWrapperDict(
+            weights=OptimWrapper(torch.optim.SGD(
+                # (lr of mmdet's warm-up: at 0.02 the virtual step of a
+                # randomly initialised detector overflows; times do not
+                # depend on it)
+                model.supernet.parameters(), lr=1e-3, momentum=0.9,
+                weight_decay=1e-4)),
+            alphas=OptimWrapper(torch.optim.Adam([model.alphas], lr=3e-4,
+                                                 betas=(0.5, 0.999))))
+        if order == 1:
+            def plain(model=model, optim=optim):
+                train, _ = model._prepare(data)
+                model.weight_step(train, optim['weights'])
+            cands['plain'] = plain
+        cands['first' if order == 1 else 'second'] = (
+            lambda model=model, optim=optim: model.train_step(data, optim))
+    return cands
+
+
+def detector_main(args):
+    cands = build_detector_candidates()
+    for fn in cands.values():  # warm-up
+        fn()
+    times = {k: [] for k in cands}
+    for _ in range(args.repeats):
+        for name, fn in cands.items():  # interleaved
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f'Faster R-CNN R50-FPN + SASESearch, 2 x 3 x 256 x 256, '
+          f'{args.threads} threads, median of {args.repeats}')
+    for k in cands:
+        print(f'{k:<10} {med[k]:>9.3f} s')
+    ratios = dict(first_vs_plain=med['first'] / med['plain'],
+                  second_vs_plain=med['second'] / med['plain'])
+    for k, v in ratios.items():
+        ok = 'ok' if v <= DETECTOR_TARGETS[k] else 'MISSED'
+        print(f'{k:<24} {v:6.2f}x  (target <= {DETECTOR_TARGETS[k]}x: '
+              f'{ok})')
+    return ratios
+
+
 def _status(field):
     with open('/proc/self/status') as f:
         for line in f:
@@ -153,8 +242,12 @@ def main(argv=None):
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--memory', action='store_true',
                         help='(internal) print peak memory as JSON')
+    parser.add_argument('--detector', action='store_true',
+                        help='the Faster R-CNN R50-FPN supernet instead')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.detector:
+        return detector_main(args)
     cands = build_candidates(args.batch)
     for fn in cands.values():  # warm-up
         fn()

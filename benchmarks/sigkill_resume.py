@@ -10,7 +10,7 @@ checks that it exits 0 and that its last checkpoint reads and verifies.
 Half of the kills land at a uniformly random moment of the run; the other
 half are aimed at checkpoint writes (the script watches the work dir for
 the temporary file a write creates, or, with mmengine's own hook, for the
-checkpoint file changing size, and kills a random 0-20 ms later). A kill
+checkpoint file changing size, and kills a random 0-2 ms later). A kill
 counts as "during a write" when a temporary file, or a checkpoint whose size
 was still changing, was there at that moment.
 

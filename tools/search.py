@@ -36,7 +36,8 @@ def parse_args(argv=None):
         parser, 'the dir to save logs, checkpoints and the genotype',
         'train_cfg.max_epochs=10 model.order=1')
     tool_args.add_training_args(
-        parser, 'mixed precision for the weight step (CUDA)',
+        parser, 'mixed precision for the weight step (AmpOptimWrapper on '
+        'CUDA, bfloat16 CPUAmpOptimWrapper on CPU)',
         'skip validation on the held-out split')
     return tool_args.parse(parser, argv)
 
@@ -47,21 +48,24 @@ def build_config(args) -> Config:
     if args.amp:
         # The weight step is an ordinary loss-scaled backward; the alpha
         # gradients come from torch.autograd.grad and are not scaled.
-        cfg.optim_wrapper.weights.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.weights.loss_scale = 'dynamic'
+        # (The finite differences of order 2 run in float32: architect.py.)
+        tool_args.amp_wrapper(cfg.optim_wrapper.weights, args)
     return tool_args.apply_training_args(cfg, args)
 
 
 def precheck(cfg: Config) -> None:
     """Before anything is built (and no work dir is made): the three
     dataloaders' data (a missing set stops with its layout and the exact
-    keys to set) and the genotype files the config names."""
-    from sase_mm.utils.preflight import check_data_paths, check_genotype_files
+    keys to set), the genotype files the config names and the costs file
+    of a cost-aware search."""
+    from sase_mm.utils.preflight import (check_cost_file, check_data_paths,
+                                         check_genotype_files)
     loaders = ['train_dataloader', 'train_cfg.search_dataloader']
     if cfg.get('val_cfg') is not None:  # dict() validates too
         loaders.append('val_dataloader')
     check_data_paths(cfg, loaders)
     check_genotype_files(cfg)
+    check_cost_file(cfg)
 
 
 def summary(runner) -> str:

@@ -45,8 +45,7 @@ def build_config(args) -> Config:
     """The config after the command-line overrides."""
     cfg = tool_args.load_config(args)
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.loss_scale = 'dynamic'
+        tool_args.amp_wrapper(cfg.optim_wrapper, args)
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise RuntimeError(

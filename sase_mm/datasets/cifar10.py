@@ -20,7 +20,7 @@ from ..registry import DATASETS
 from ..utils.safe_pickle import (UnsafePickleError, safe_codecs_encode,
                                  numpy_globals, restricted_load)
 from .in_memory import InMemoryClassification
-from .split import split_indices
+from .split import search_part
 
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog',
                    'frog', 'horse', 'ship', 'truck')
@@ -157,11 +157,8 @@ class CIFAR10Search(InMemoryClassification):
         root = _find_root(data_root)
         images, labels = _read(root, TEST_FILES if split == 'test' else
                                TRAIN_FILES)
-        if split in ('train', 'search'):
-            idx = split_indices(len(labels), ('train', 'search'),
-                                (1 - search_fraction, search_fraction),
-                                split_seed)[split]
-            images, labels = images[idx], labels[idx]
+        images, labels = search_part(images, labels, split, search_fraction,
+                                     split_seed)
         self.split = split
         super().__init__(images, labels, CIFAR10_MEAN, CIFAR10_STD,
                          CIFAR10_CLASSES, crop_padding=4 if augment else 0,

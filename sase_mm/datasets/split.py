@@ -36,3 +36,25 @@ def split_indices(n: int, names: Sequence[str], fractions: Sequence[float],
         out[name] = perm[start:stop].sort().values
         start = stop
     return out
+
+
+def search_part(images, labels, split: str, search_fraction: float,
+                seed: int):
+    """The ``'train'`` / ``'search'`` part of a training set (the DARTS
+    halves, ``search_fraction`` of it for alpha), or the set itself for any
+    other split (``'test'``).
+
+    Args:
+        images: (N, ...) array; labels: (N,) array.
+        split: ``'train'``, ``'search'`` or another split name.
+        search_fraction: the search part's share, in (0, 1).
+        seed: seed of the split.
+
+    Returns:
+        (images, labels) of the part.
+    """
+    if split not in ('train', 'search'):
+        return images, labels
+    idx = split_indices(len(labels), ('train', 'search'),
+                        (1 - search_fraction, search_fraction), seed)[split]
+    return images[idx], labels[idx]

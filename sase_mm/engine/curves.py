@@ -183,6 +183,7 @@ def plot_curves(scalars_json: Union[str, Sequence[str]],
         for k, key in enumerate(keys):
             labels[r, key] = legend[r * len(keys) + k] if legend else (
                 key if len(paths) == 1 else f'{_run_name(path)}: {key}')
+    x_end = 0.
     for ax, panel in zip(axes, panels):
         unit = 'iter'
         for r, (path, lines) in enumerate(zip(paths, logs)):
@@ -194,11 +195,15 @@ def plot_curves(scalars_json: Union[str, Sequence[str]],
                 label = labels[r, key]
                 style = '-' if len(xs) > 20 else '.-'
                 ax.plot(xs, ys, style, label=label, linewidth=1)
+                x_end = max([x_end, *xs])
         ax.set_xlabel(unit)
         ax.set_ylabel('loss' if len(panel) > 1 or 'loss' in panel[0]
                       else panel[0])
         ax.grid(True, linewidth=0.3)
         ax.legend(fontsize=8)
+    if x_end > 0:  # one time axis: a lone validation point sits at its epoch
+        for ax in axes:
+            ax.set_xlim(0, x_end * 1.02)
     fig.suptitle(title or '\n'.join(paths), fontsize=9)
     fig.tight_layout()
     with atomic_open(out, 'wb') as f:

@@ -12,6 +12,13 @@ the optimizers and schedulers with the search contract's one check
 (``check_search_optimizers``, which the model runs too). Hooks, validation on
 a held-out split, checkpoints and resuming are mmengine's
 ``EpochBasedTrainLoop``'s.
+
+Beyond the paper (off by default, docs/search_options.md): ``warmup_epochs=k``
+trains the weights alone for the first k epochs (NNI's DARTS warm-up): the
+loop sets the model's ``freeze_alphas`` flag for those epochs, from the
+epoch counter (so a search resumed mid-warm-up stays frozen), and the
+model's ``train_step`` then skips the alpha step, leaving alpha and its
+optimizer's state bit-identical.
 """
 import logging
 from typing import Dict, Union
@@ -51,6 +58,9 @@ class DARTSLoop(EpochBasedTrainLoop):
             constant; a ``param_scheduler`` list (rather than
             ``dict(weights=[...], alphas=[])``) would anneal it too, so by
             default an lr scheduler on ``alphas`` is an error.
+        warmup_epochs (int): beyond the paper: the first ``warmup_epochs``
+            epochs run weight steps only, alpha frozen (0, the paper's:
+            none). An int in ``[0, max_epochs)``.
 
     An epoch has ``min(len(dataloader), len(search_dataloader))``
     iterations; keep the halves the same size so that iteration-based
@@ -60,9 +70,18 @@ class DARTSLoop(EpochBasedTrainLoop):
     def __init__(self, runner, dataloader: Union[DataLoader, Dict],
                  search_dataloader: Union[DataLoader, Dict],
                  max_epochs: int, val_begin: int = 1, val_interval: int = 1,
-                 allow_alpha_lr_schedule: bool = False) -> None:
+                 allow_alpha_lr_schedule: bool = False,
+                 warmup_epochs: int = 0) -> None:
+        # Checked first: a bad value fails before any dataloader is built.
+        if isinstance(warmup_epochs, bool) or not isinstance(
+                warmup_epochs, int) or not 0 <= warmup_epochs < max_epochs:
+            raise ValueError(
+                f'train_cfg.warmup_epochs must be an int in [0, max_epochs='
+                f'{max_epochs}) (epochs of weight steps only, alpha frozen; '
+                f'0 for none), got {warmup_epochs!r}')
         super().__init__(runner, dataloader, max_epochs, val_begin,
                          val_interval)
+        self.warmup_epochs = warmup_epochs
         if isinstance(search_dataloader, dict):
             diff_rank_seed = runner._randomness_cfg.get(
                 'diff_rank_seed', False)
@@ -91,9 +110,15 @@ class DARTSLoop(EpochBasedTrainLoop):
         """The search contract on the runner's model, optimizers and
         schedulers (raises TypeError / ValueError, see
         ``check_search_optimizers``)."""
+        model = unwrap_model(self.runner.model)
         check_search_optimizers(
-            unwrap_model(self.runner.model), self.runner.optim_wrapper,
+            model, self.runner.optim_wrapper,
             self.runner.param_schedulers, self.allow_alpha_lr_schedule)
+        if self.warmup_epochs and not hasattr(model, 'freeze_alphas'):
+            raise TypeError(
+                f'train_cfg.warmup_epochs needs a search model with a '
+                f'`freeze_alphas` flag that its train_step honours (e.g. '
+                f'sase_mm.DARTSSearch); {type(model).__name__} has none')
 
     def run_epoch(self) -> None:
         """One epoch over both halves, zipped."""
@@ -101,6 +126,13 @@ class DARTSLoop(EpochBasedTrainLoop):
         self.runner.model.train()
         _set_epoch(self.dataloader, self._epoch)
         _set_epoch(self.search_dataloader, self._epoch)
+        if self.warmup_epochs:
+            frozen = self._epoch < self.warmup_epochs
+            unwrap_model(self.runner.model).freeze_alphas = frozen
+            if frozen:
+                print_log(f'DARTSLoop: warm-up epoch {self._epoch + 1} of '
+                          f'{self.warmup_epochs}: weight steps only, alpha '
+                          f'frozen', logger='current')
         for idx, (train, search) in enumerate(
                 zip(self.dataloader, self.search_dataloader)):
             self.run_iter(idx, dict(train=train, search=search))

@@ -10,9 +10,12 @@ every visualizer backend through ``add_scalars``) and writes, atomically, in
 
 * ``genotype.json``: the genotype (readable by ``Genotype.load``) with the
   epoch, alpha and softmax(alpha);
-* ``genotype.py``: a config fragment defining ``genotype = [...]``, for a
-  downstream config: ``_base_ = ['<work_dir>/genotype.py']`` and
-  ``attn_cfg=dict(type='sase_mm.SASE', genotype={{_base_.genotype}})``;
+* ``genotype.py``: a config fragment defining ``genotype = [...]`` (its
+  only statement, so ``Genotype.load`` parses it without running it), for a
+  downstream config: ``_base_ = [TRAIN_CONFIG, '<work_dir>/genotype.py']``
+  and ``attn_cfg=dict(type='sase_mm.SASE', genotype={{_base_.genotype}})``;
+  with ``train_config`` set, its header spells these two lines for that
+  training config;
 * ``alphas_heatmap.png``: softmax(alpha), edges x operations;
 * ``alphas_history.png`` / ``alphas_history.json``: each edge's weights over
   the epochs (kept in the checkpoints, so a resumed search continues them);
@@ -69,15 +72,25 @@ class GenotypeHook(Hook):
             best by less than this is "not yet decided": flagged on the
             heatmap and in the final summary, which then suggests more
             epochs (0.02).
+        train_config (str, optional): the training config the searched
+            block is meant for (e.g.
+            ``'sase_mm::faster_rcnn/sase_r50_fpn_1x_coco.py'``); genotype.py's
+            header then gives the two lines of a config that trains it.
+        attn_key (str): where that config's attention config is
+            (``'model.backbone.attn_cfg'``).
     """
     priority = 'LOW'
 
     def __init__(self, interval: int = 1, out_dir: Optional[str] = None,
-                 plot: bool = True, margin_threshold: float = 0.02):
+                 plot: bool = True, margin_threshold: float = 0.02,
+                 train_config: Optional[str] = None,
+                 attn_key: str = 'model.backbone.attn_cfg'):
         self.interval = interval
         self.out_dir = out_dir
         self.plot = plot
         self.margin_threshold = float(margin_threshold)
+        self.train_config = train_config
+        self.attn_key = attn_key
         self.history: List[list] = []  # [epoch, softmax(alpha) as lists]
 
     @staticmethod
@@ -133,9 +146,7 @@ class GenotypeHook(Hook):
         atomic_write_text(paths['config'], (
             f'# SASE searched genotype, epoch {epoch} '
             f'({runner.experiment_name}).\n'
-            f'# Use: _base_ = [\'{paths["config"]}\'] and attn_cfg=dict('
-            f'type=\'sase_mm.SASE\', genotype={{{{_base_.genotype}}}})\n'
-            + genotype.to_config()))
+            + self.usage(paths['config']) + genotype.to_config()))
         history = sorted(self.history)
         atomic_write_text(paths['history_json'], json.dumps(
             dict(edges=[e.name for e in EDGES],
@@ -148,6 +159,22 @@ class GenotypeHook(Hook):
                                margin_threshold=self.margin_threshold)
             plot_alpha_history([h[0] for h in history],
                                [h[1] for h in history], paths['history'])
+
+    def usage(self, path: str) -> str:
+        """genotype.py's header: how a training config takes it."""
+        if self.train_config is None:
+            return (f'# Use: _base_ = [\'{path}\'] and attn_cfg=dict('
+                    f'type=\'sase_mm.SASE\', genotype={{{{_base_.genotype}}}})'
+                    f'\n')
+        keys = self.attn_key.split('.')
+        value = "dict(type='sase_mm.SASE', genotype={{_base_.genotype}})"
+        for key in reversed(keys[1:]):  # model = dict(backbone=dict(...))
+            value = f'dict({key}={value})'
+        line = f'{keys[0]} = {value}'
+        return (f'# Train with it: a config of these two lines (the '
+                f'searched block in {self.train_config}):\n'
+                f"#   _base_ = ['{self.train_config}', '{path}']\n"
+                f'#   {line}\n')
 
     def undecided(self, runner) -> List[tuple]:
         """(edge name, margin) of each edge whose margin is below

@@ -31,6 +31,13 @@ DATA_LAYOUTS = {
         '  <data_root>/meta/train.txt, <data_root>/meta/val.txt\n'
         '    (`relative/path.JPEG label` lines; optional when train/ and '
         'val/ both hold\n     one folder per class, all 1000 of them)'),
+    # >>> issue 11 (searching your own data): mmpretrain's image folder
+    'CustomDataset': (
+        'an image folder in mmpretrain\'s CustomDataset layout:\n'
+        '  <data_root>/<data_prefix>/<class name>/*.JPEG (or .jpg, .png)\n'
+        '    (one sub-folder per class; or an ann_file of '
+        '`relative/path label` lines)'),
+    # <<< issue 11
 }
 
 _BLOCK_PART_RE = re.compile(r'^layer\d+\.\d+\.([^.]+)\.')
@@ -192,6 +199,17 @@ def check_genotype_files(cfg) -> None:
 
     walk(cfg, '')
 
+
+
+def check_cost_file(cfg) -> None:
+    """Builds ``model.arch_cost`` (the cost-aware search term) when the
+    config sets it, so that a missing or malformed costs file stops the run
+    before anything is built (``models/search/cost.py`` names the file and
+    the expected form)."""
+    from ..models.search.cost import ArchCost
+    arch_cost = (cfg.get('model') or {}).get('arch_cost')
+    if arch_cost is not None:
+        ArchCost.build(arch_cost)
 
 # ------------------------------------------------------- pretrained weights
 def pretrained_init_cfg(model_cfg: Mapping) -> Optional[Mapping]:

@@ -41,8 +41,30 @@ def add_training_args(parser: argparse.ArgumentParser, amp_help: str,
         help='resume from this checkpoint; without a path, from the latest '
         'checkpoint in the work dir (if any)')
     parser.add_argument('--amp', action='store_true', help=amp_help)
+    parser.add_argument(
+        '--amp-dtype', choices=('float16', 'bfloat16'), default=None,
+        help='autocast dtype with --amp (default: float16 on CUDA, '
+        'bfloat16 on CPU)')
     parser.add_argument('--no-validate', action='store_true',
                         help=validate_help)
+
+
+def amp_wrapper(wrapper_cfg, args: argparse.Namespace) -> None:
+    """Turns an optim wrapper config into its mixed-precision form, in
+    place (--amp): mmengine's ``AmpOptimWrapper`` (dynamic loss scale) on
+    CUDA; without a GPU, where that refuses to build,
+    ``CPUAmpOptimWrapper`` (``sase_mm.engine``; bfloat16, no scaling).
+    ``--amp-dtype`` sets the autocast dtype."""
+    import torch
+    if torch.cuda.is_available():
+        wrapper_cfg.type = 'AmpOptimWrapper'
+        wrapper_cfg.loss_scale = 'dynamic'
+        if args.amp_dtype is not None:
+            wrapper_cfg.dtype = args.amp_dtype
+    else:
+        import sase_mm.engine  # noqa: F401  (registers the CPU wrapper)
+        wrapper_cfg.type = 'CPUAmpOptimWrapper'
+        wrapper_cfg.dtype = args.amp_dtype or 'bfloat16'
 
 
 def parse(parser: argparse.ArgumentParser,
@@ -186,13 +208,14 @@ def run_main(main, argv=None):
     checkpoint, say) or missing data ends it with its message and exit
     status 1 instead of a traceback: the message says all there is to say."""
     from ..datasets.cifar10 import CIFARFormatError
+    from ..models.search.cost import CostFileError
     from .checkpoint_files import CheckpointIntegrityError
     from .preflight import MissingDataError
     from .safe_checkpoint import CheckpointReadError, UntrustedCheckpointError
     try:
         return main(argv)
     except (UntrustedCheckpointError, CheckpointReadError,
-            CheckpointIntegrityError, CIFARFormatError,
+            CheckpointIntegrityError, CIFARFormatError, CostFileError,
             MissingDataError) as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(1)

@@ -160,3 +160,28 @@ def make_imagenet_dataset(root: str, num_classes: int = 3,
             f.write('\n'.join(lines) + '\n')
         out[split] = meta
     return out
+
+
+def make_image_folder(root: str, num_classes: int = 2,
+                      images_per_class: int = 4, size: int = 32,
+                      split: str = 'train', seed: int = 0) -> str:
+    """Writes an image folder in mmpretrain ``CustomDataset``'s layout
+    (no annotation file: one sub-folder per class)::
+
+        root/<split>/n00000000/0.JPEG ...
+
+    Class ``c``'s images are tinted by a colour of their own (as in
+    :func:`make_imagenet_dataset`). Returns ``root``.
+    """
+    rng = np.random.default_rng(seed)
+    for c in range(num_classes):
+        folder = osp.join(root, split, f'n{c:08d}')
+        os.makedirs(folder, exist_ok=True)
+        tint = np.array([(c * 97) % 256, (c * 53 + 80) % 256,
+                         (c * 31 + 160) % 256], dtype=np.float32)
+        for k in range(images_per_class):
+            noise = rng.uniform(0, 60, (size, size, 3))
+            arr = np.clip(tint * 0.75 + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(osp.join(folder, f'{k}.JPEG'),
+                                      format='JPEG')
+    return root

@@ -90,3 +90,16 @@ def coco_options(cfg, data_root: str, scale=(160, 128)):
         'model.train_cfg.rcnn.sampler.num': 32,
     })
     return opts
+
+
+# configs/search/sase_r20_digits.py shrunk to seconds (--cfg-options).
+TINY_DIGITS = [
+    'model.supernet.depth=8', 'model.supernet.base_channels=8',
+    'model.supernet.input_size=8', 'train_cfg.max_epochs=1',
+    'default_hooks.logger.interval=1', 'param_scheduler.weights.0.T_max=1',
+    'param_scheduler.weights.0.end=1']
+for _loader in ('train_dataloader', 'val_dataloader',
+                'train_cfg.search_dataloader'):
+    TINY_DIGITS += [f'{_loader}.batch_size=8',
+                    f'{_loader}.num_batch_per_epoch=2',
+                    f'{_loader}.dataset.size=8']

@@ -3,7 +3,8 @@ crafted files (SASE, arXiv 2411.08333): checkpoints through tools/search.py
 (``--resume PATH`` and the bare ``--resume``), tools/train.py (``--resume``,
 ``load_from``, a backbone's ``init_cfg=Pretrained``), tools/test.py,
 tools/convert_reference_checkpoint.py and the API's ``init_weights``; the
-CIFAR-10 search config's batches; a genotype file given by path. The tools
+CIFAR-10 search config's batches; a genotype file given by path (also a
+search's genotype.py read by tools/analysis/compare_searches.py). The tools
 run in one subprocess (tool_driver.py), each as its command line would."""
 import json
 import os
@@ -88,6 +89,17 @@ def _cases(root: str):
             opts, **{'model.backbone.attn_cfg.genotype': code}))))
     cases.append(dict(name='genotype_api', api='genotype', path=code))
     expect['genotype_train'] = expect['genotype_api'] = (code, marker)
+
+    # >>> tools/analysis/compare_searches.py reads a search's genotype.py.
+    marker = osp.join(root, 'genotype_compare.ran')
+    compare = osp.join(root, 'work', 'compare')
+    os.makedirs(compare, exist_ok=True)
+    code = payloads.code_genotype_py(osp.join(compare, 'genotype.py'), marker)
+    cases.append(dict(name='genotype_compare',
+                      tool='analysis/compare_searches.py',
+                      argv=[compare, '--out-dir', compare + '_out']))
+    expect['genotype_compare'] = (code, marker)
+    # <<< compare_searches
     return cases, expect
 
 
@@ -108,7 +120,8 @@ def results(tmp_path_factory):
 
 CASES = [f'{p}-{k}' for p in CHECKPOINT_PATHS
          for k in sorted(payloads.CHECKPOINT_PAYLOADS)] + [
-             'cifar_search', 'genotype_train', 'genotype_api']
+             'cifar_search', 'genotype_train', 'genotype_api',
+             'genotype_compare']  # compare_searches.py
 
 
 @pytest.mark.parametrize('case', CASES)

@@ -5,6 +5,7 @@ import os.path as osp
 
 import pytest
 import torch
+from data_utils.tool_runs import TINY_DIGITS as TINY
 from data_utils.tool_runs import REPO, config_path, load_tool
 from mmengine.config import Config
 
@@ -12,14 +13,6 @@ from sase_mm.models.sase import Genotype
 
 CIFAR = config_path('search/sase_r20_cifar10.py')
 DIGITS = config_path('search/sase_r20_digits.py')
-TINY = ['model.supernet.depth=8', 'model.supernet.base_channels=8',
-        'model.supernet.input_size=8', 'train_cfg.max_epochs=1',
-        'default_hooks.logger.interval=1', 'param_scheduler.weights.0.T_max=1',
-        'param_scheduler.weights.0.end=1']
-for loader in ('train_dataloader', 'val_dataloader',
-               'train_cfg.search_dataloader'):
-    TINY += [f'{loader}.batch_size=8', f'{loader}.num_batch_per_epoch=2',
-             f'{loader}.dataset.size=8']
 
 
 def test_cifar_config_has_the_papers_hyper_parameters():
@@ -120,3 +113,26 @@ def test_missing_cifar_precheck_and_its_fix_works(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert 'Searched genotype' in res.stdout
     assert (work / 'genotype.json').is_file()
+
+
+@pytest.mark.parametrize('content, why', [
+    ('{"channel_squeeze": [1, 2]', 'not valid JSON'),
+    ('[1, 2, 3]', 'costs'),
+])
+def test_precheck_refuses_a_bad_costs_file_before_building(tmp_path, content,
+                                                           why):
+    """A cost-aware search (model.arch_cost) whose costs file is malformed
+    stops in the pre-check, naming the file, before the runner exists."""
+    from sase_mm.models.search.cost import CostFileError
+    search = load_tool('search')
+    bad = tmp_path / 'costs.json'
+    bad.write_text(content)
+    cfg = Config.fromfile(DIGITS)
+    cfg.model.arch_cost = dict(file=str(bad), weight=1.0)
+    with pytest.raises(CostFileError, match=why) as err:
+        search.precheck(cfg)
+    assert str(bad) in str(err.value)
+    cfg.model.arch_cost = dict(file=str(tmp_path / 'missing.json'),
+                               weight=1.0)
+    with pytest.raises(FileNotFoundError, match='op_costs.py'):
+        search.precheck(cfg)

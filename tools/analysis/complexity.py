@@ -25,6 +25,8 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
+from sase_mm.utils.tool_models import is_detector
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
@@ -43,11 +45,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _is_detector(model) -> bool:
-    return hasattr(model, 'rpn_head') or hasattr(model, 'bbox_head') or \
-        hasattr(model, 'roi_head')
-
-
 def _detector_forward(model, h: int, w: int):
     """``model.forward`` for tracing with one image of (h, w): mmdet's
     tensor mode needs data samples carrying the image geometry."""
@@ -56,6 +53,19 @@ def _detector_forward(model, h: int, w: int):
         img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
         batch_input_shape=(h, w), scale_factor=(1.0, 1.0)))
     return partial(model._forward, batch_data_samples=[sample])
+
+
+def _mixed(model):
+    """A search model's blocks mix with softmax(alpha), bound as a constant
+    (the tracer cannot hold a tensor that requires grad); a no-op for other
+    models."""
+    from contextlib import nullcontext
+
+    from sase_mm.models.sase.mixing import mixing
+    alphas = getattr(model, 'alphas', None)
+    if not isinstance(alphas, torch.Tensor):
+        return nullcontext()
+    return mixing(alphas, alphas.detach().softmax(dim=-1))
 
 
 def count(cfg: Config, shape=None, flops: bool = True) -> dict:
@@ -71,7 +81,12 @@ def count(cfg: Config, shape=None, flops: bool = True) -> dict:
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model = MODELS.build(cfg.model)
     model.eval()
-    detector = _is_detector(model)
+    # A search model (DARTSSearch) around a detector: trace the detector,
+    # whose blocks then mix with softmax(alpha).
+    traced = getattr(model, 'supernet', model)
+    detector = is_detector(traced)
+    if not detector:
+        traced = model
     if shape is None:
         shape = (800, 1333) if detector else (224, 224)
     if len(shape) == 1:
@@ -81,7 +96,7 @@ def count(cfg: Config, shape=None, flops: bool = True) -> dict:
     # Frozen parameters (frozen_stages) are what mmcv's older counter, and
     # so many published tables, leave out.
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    backbone = getattr(model, 'backbone', model)
+    backbone = getattr(traced, 'backbone', traced)
     backbone_params = sum(p.numel() for p in backbone.parameters())
     attention_params = sum(p.numel() for n, p in backbone.named_parameters()
                            if '.attention.' in f'.{n}')
@@ -91,10 +106,10 @@ def count(cfg: Config, shape=None, flops: bool = True) -> dict:
     if flops:
         inputs = torch.randn(1, 3, h, w)
         if detector:
-            model.forward = _detector_forward(model, h, w)
-        with torch.no_grad():
+            traced.forward = _detector_forward(traced, h, w)
+        with torch.no_grad(), _mixed(model):
             info = get_model_complexity_info(
-                model, inputs=(inputs, ), show_table=False, show_arch=False)
+                traced, inputs=(inputs, ), show_table=False, show_arch=False)
         out['flops'] = int(info['flops'])
     return out
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ...registry import MODELS
 from ..layers.builder import build_attention, is_searchable
-from ..sase.supernet import claim_alphas
+from ..sase.supernet import claim_alphas, enclosing_alphas
 
 __all__ = ['CifarBasicBlock', 'CifarResNet']
 
@@ -132,9 +132,11 @@ class CifarResNet(nn.Module):
         self.num_classes = num_classes
         self.out_indices = tuple(out_indices)
         searchable = is_searchable(attn_cfg)
-        if searchable and alphas is None:
+        if searchable and alphas is None and enclosing_alphas() is None:
             # Claimed before any layer is built (the alpha is drawn first);
-            # the blocks, built with alphas=None, join it.
+            # the blocks, built with alphas=None, join it. Inside a model
+            # that owns one (a search model around an mm classifier) the
+            # blocks join that one instead.
             self.alphas = claim_alphas(self)
         elif not searchable:
             alphas = None

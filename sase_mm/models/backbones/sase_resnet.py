@@ -29,7 +29,7 @@ from mmpretrain.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 
 from ...registry import MODELS
 from ..layers.builder import DEFAULT_ATTN_CFG, build_attention, is_searchable
-from ..sase.supernet import claim_alphas
+from ..sase.supernet import claim_alphas, enclosing_alphas
 
 
 class _AttentionSlot:
@@ -112,7 +112,8 @@ class SASEResNet(ResNet):
             same keys as mmpretrain's ``ResNet``). A searchable type
             (``is_searchable``, e.g. ``sase_mm.SASESearch``) reads the
             backbone's single (6, 7) ``alphas`` parameter (claimed from
-            ``sase_mm.models.sase.supernet``).
+            ``sase_mm.models.sase.supernet``), or, built inside a search
+            model (``DARTSSearch``), the search model's.
         **kwargs: every option of mmpretrain's ``ResNet`` (``num_stages``,
             ``strides``, ``dilations``, ``out_indices``, ``style``,
             ``deep_stem``, ``avg_down``, ``frozen_stages``, ``conv_cfg``,
@@ -146,8 +147,10 @@ class SASEResNet(ResNet):
         self.attn_cfg = copy.deepcopy(attn_cfg)
         # Claimed before ResNet.__init__ builds the blocks (which join it
         # through the construction stack), registered right after, when
-        # nn.Module can hold parameters.
-        alphas = claim_alphas(self) if is_searchable(self.attn_cfg) else None
+        # nn.Module can hold parameters. Inside a model that owns an alpha
+        # (a search model) none is claimed: the blocks join that one.
+        alphas = claim_alphas(self) if is_searchable(self.attn_cfg) and \
+            enclosing_alphas() is None else None
         super().__init__(depth, **kwargs)
         if alphas is not None:
             self.alphas = alphas

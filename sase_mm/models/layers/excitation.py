@@ -42,6 +42,16 @@ class Conv1dChain(nn.Module):
 
     def forward(self, x, stats=None):
         b = x.shape[0]
+        # >>> torch.compile (issue 10): the plain 1-channel conv over the
+        # batch; the grouped form's (1, B, ...) view, saved for backward,
+        # has symbolic strides inductor cannot order (an InductorError).
+        if torch.compiler.is_compiling():
+            y = x.reshape(b, 1, -1)
+            for i, conv in enumerate(self.convs):
+                y = F.conv1d(F.relu(y) if i else y, conv.weight,
+                             padding=conv.padding)
+            return torch.sigmoid(y).reshape(x.shape)
+        # <<< torch.compile
         # The batch as groups of one depthwise conv: the same 1 -> 1 conv,
         # far faster on CPU than a 1-channel conv over a batch.
         y = x.reshape(1, b, -1)
@@ -137,6 +147,13 @@ class SpatialConv(nn.Module):
 
     def forward(self, x, stats=None):
         b, _, h, w = x.shape
+        # >>> torch.compile (issue 10): the plain conv, as in Conv1dChain.
+        if torch.compiler.is_compiling():
+            y = x
+            for i, conv in enumerate(self.convs):
+                y = conv(F.relu(y) if i and self.relu_between else y)
+            return torch.sigmoid(y)
+        # <<< torch.compile
         # The batch as groups of one depthwise conv (see Conv1dChain).
         y = x.reshape(1, b, h, w)
         for i, conv in enumerate(self.convs):

@@ -676,6 +676,31 @@ class FeatureStats:
             lambda: self.central_sums(dims)[1] / self.count(dims))
 
 
+#: Dtypes whose statistics are taken in float32 (mixed precision).
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def in_float32(fn: Callable[[torch.Tensor], torch.Tensor],
+               x: torch.Tensor) -> torch.Tensor:
+    """``fn(x)`` with every statistic accumulated in float32.
+
+    Under autocast, or for a float16 / bfloat16 x, ``fn`` runs on x cast to
+    float32 with autocast off for x's device, and its result comes back in
+    x's dtype. Why: a float16 fourth power overflows above 65504^(1/4) (about
+    16), sums of B*H*W half-precision values lose most of their digits, and
+    the moments of std and skew pooling cancel. The SASE blocks are
+    memory-bound and small beside the convolutions around them, so the
+    cast costs one read and one write of x. Otherwise (float32 / float64, no
+    autocast) it is ``fn(x)``, unchanged.
+    """
+    device = x.device.type
+    if x.dtype not in HALF_DTYPES and not torch.is_autocast_enabled(device):
+        return fn(x)
+    with torch.autocast(device, enabled=False):
+        out = fn(x.float())
+    return out.to(x.dtype)
+
+
 def safe_sqrt(x: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     """``x ** (1 / p)`` for x >= 0 with a finite gradient at 0.
 

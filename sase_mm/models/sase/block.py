@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from ..layers.registration import register_model
+from ..layers.statistics import in_float32
 from .dag import SpatialMixer, sase_dag
 from .fast.fused import fusable, fused_sase
 from .genotype import Genotype, GenotypeLike
@@ -57,11 +58,15 @@ class SASE(nn.Module):
         return self.edges[i](inp, stats)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, H, W) -> (B, C, H, W)."""
+        """x: (B, C, H, W) -> (B, C, H, W), in x's dtype. Under autocast or
+        for half-precision x the block runs in float32 (``in_float32``),
+        fused or generic alike."""
+        return in_float32(self._forward, x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.fused and torch.is_grad_enabled() and x.dim() == 4
                 and not torch.jit.is_tracing()
                 and not torch.compiler.is_compiling()
-                and not torch.is_autocast_enabled(x.device.type)
                 and (x.requires_grad
                      or any(p.requires_grad for p in self.parameters()))):
             return fused_sase(self, x)

@@ -26,7 +26,11 @@ the state_dict:
   the innermost model under construction that has one, or, if none has,
   creates it and registers it on itself (the first plugin of a model, or a
   standalone block);
-* a block given ``alphas`` explicitly keeps an unregistered reference.
+* a block given ``alphas`` explicitly keeps an unregistered reference;
+* an owner built inside another model that already has an alpha (e.g. a
+  ``SASEResNet`` backbone of a detector that ``DARTSSearch`` builds) claims
+  none (:func:`enclosing_alphas`): its blocks join the outer one, so the
+  search model stays the alpha's single owner.
 
 "Under construction" is read from the call stack: the modules whose
 ``__init__`` is running. A plugin's new alpha is keyed by the outermost of
@@ -41,10 +45,11 @@ import torch
 import torch.nn as nn
 
 from ..layers.registration import register_model
-from ..layers.statistics import FeatureStats
+from ..layers.statistics import FeatureStats, in_float32
 from .dag import SpatialMixer, sase_dag
 from .fast.batched_edges import batched_mixture, weighted_sum
 from .genotype import Genotype, GenotypeLike
+from .mixing import bound_mix
 from .space import EDGES, NUM_EDGES, NUM_OPS, OpSet
 
 
@@ -58,6 +63,9 @@ ALPHA_INIT_STD = 1e-3
 # model.
 _SHARED: 'weakref.WeakKeyDictionary[nn.Module, nn.Parameter]' = \
     weakref.WeakKeyDictionary()
+# The keys of _SHARED that claimed their alpha as owners (claim_alphas), not
+# the outermost model of a loose plug-in block.
+_OWNERS: 'weakref.WeakSet[nn.Module]' = weakref.WeakSet()
 
 
 def init_alphas(std: float = ALPHA_INIT_STD) -> nn.Parameter:
@@ -108,7 +116,23 @@ def claim_alphas(owner: nn.Module,
     Returns:
         nn.Parameter: the (6, 7) alpha, for ``owner.alphas``.
     """
+    _OWNERS.add(owner)
     return _new_shared_alphas(owner, std)
+
+
+def enclosing_alphas() -> Optional[nn.Parameter]:
+    """The alpha claimed (:func:`claim_alphas`) by the innermost owner
+    under construction, e.g. ``DARTSSearch``, or None. The ad-hoc alpha of
+    loose plug-in blocks in a plain module does not count.
+
+    An owner model asks this before :func:`claim_alphas`: when an outer
+    model owns an alpha, the owner claims none and its blocks join the
+    outer alpha.
+    """
+    for model in reversed(_modules_under_construction()):
+        if model in _OWNERS:
+            return _SHARED[model]
+    return None
 
 
 def shared_alphas_for(block: nn.Module) -> Tuple[nn.Parameter, bool]:
@@ -217,12 +241,19 @@ class SASESearch(nn.Module):
 
     def forward(self, x: torch.Tensor,
                 mix: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """x: (B, C, H, W); mix: (6, 7) mixing weights, default
-        ``self.mix()``. Returns (B, C, H, W)."""
+        """x: (B, C, H, W); mix: (6, 7) mixing weights, default: those
+        bound to this block's alpha by the pass (``mixing``: a search model
+        around an mm classifier or detector), else ``self.mix()``. Returns
+        (B, C, H, W)."""
+        if mix is None:
+            mix = bound_mix(self.arch_alphas)
         if mix is None:
             mix = self.mix()
-        return sase_dag(x, lambda i, inp, st: self.edges[i](inp, mix[i], st),
-                        self.mixer)
+        # >>> mixed precision (issue 10): statistics in float32
+        return in_float32(lambda t: sase_dag(
+            t, lambda i, inp, st: self.edges[i](inp, mix[i], st),
+            self.mixer), x)
+        # <<< mixed precision
 
     def genotype(self) -> Genotype:
         """argmax of each alpha row."""

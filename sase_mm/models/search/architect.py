@@ -149,12 +149,18 @@ def hessian_vector_product(model, batch: Batch,
         return None
     eps = fd_radius / norm
     grads = []
-    for sign in (1., -1.):
-        with torch.no_grad():
-            moved = {n: p + (sign * eps) * t
-                     for n, p, t in zip(names, params, direction)}
-        loss = model.batch_loss(batch, model.mix(), moved, buffers)
-        grads.append(torch.autograd.grad(loss, [model.alphas])[0])
+    # In float32 even under mixed precision (AmpOptimWrapper's autocast):
+    # the weights move by eps * u, about 1e-4 of their size, which a
+    # half-precision cast of them (float16 10 bits, bfloat16 7 bits of
+    # mantissa) rounds away, and the difference of two half-precision
+    # gradients is rounding noise.
+    with torch.autocast(params[0].device.type, enabled=False):
+        for sign in (1., -1.):
+            with torch.no_grad():
+                moved = {n: p + (sign * eps) * t
+                         for n, p, t in zip(names, params, direction)}
+            loss = model.batch_loss(batch, model.mix(), moved, buffers)
+            grads.append(torch.autograd.grad(loss, [model.alphas])[0])
     return (grads[0] - grads[1]) / (2 * eps)
 
 

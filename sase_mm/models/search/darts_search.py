@@ -19,6 +19,20 @@ iteration, in this order:
    weight gradient is that of the train loss alone; its forward is the only
    one of the iteration that updates the BN running statistics.
 
+The supernet is either a network of our own called as ``forward(x, mix)``
+returning logits (``CifarResNet``; the loss is the cross-entropy), or any
+OpenMMLab model (an mmengine ``BaseModel``: an mmpretrain
+``ImageClassifier``, an mmdet ``FasterRCNN`` / ``MaskRCNN``) whose backbone
+holds searchable blocks (``SASEResNet`` with ``SASESearch``, or a ResNet
+with the ``SASESearch`` plug-in). An mm model's batches go through its own
+``data_preprocessor``, its loss is its own ``loss(inputs, data_samples)``
+summed as mmengine's ``parse_losses`` does (every key containing
+``'loss'``: a detector's RPN and ROI losses), and the mixing weights reach
+its blocks through ``sase/mixing.py`` (bound to the alpha for the pass).
+Its stochastic losses (proposal sampling) draw the same random numbers in
+every pass over one batch of an iteration, so that the unrolled step and
+the finite difference compare like with like.
+
 The optimizers are checked against the model on every step
 (``contract.check_search_optimizers``, the loop's check too). Several
 processes: the weight gradient is averaged across ranks here, the alpha
@@ -27,9 +41,13 @@ same alpha and weights.
 """
 from typing import Dict, List, Optional
 
+import contextlib
+import inspect
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.config import ConfigDict
 from mmengine.model import BaseModel
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
 from torch.func import functional_call
@@ -37,28 +55,59 @@ from torch.func import functional_call
 from ...registry import MODELS
 from ..layers.builder import is_searchable
 from ..sase import Genotype
+from ..sase.mixing import mixing
 from ..sase.supernet import ALPHA_INIT_STD, claim_alphas
 from . import architect
 from .contract import check_search_optimizers
+from .cost import ArchCost  # option beyond the paper (docs/search_options.md)
 from .grad_sync import all_reduce_grads_
 from .guard import DivergenceGuard, guarded_alpha_step
 from .sync_bn import convert_sync_bn
 
 Batch = Dict[str, torch.Tensor]
+# Batch key of the seed an mm model's stochastic loss is evaluated under.
+PASS_SEED = 'pass_seed'
+
+HOW_TO_SEARCH = (
+    "make the supernet's attention searchable: attn_cfg=dict(type="
+    "'sase_mm.SASESearch') on a sase_mm.SASEResNet / sase_mm.CifarResNet "
+    "backbone, or plugins=[dict(cfg=dict(type='sase_mm.SASESearch'), "
+    "position='after_conv3')] on an mmdet ResNet (Bottleneck depths); the "
+    "blocks must be built inside DARTSSearch without `alphas` so that they "
+    "read its one alpha (docs/search_your_model.md)")
+
+
+def _takes_alphas(cfg: dict) -> bool:
+    """Whether the configured supernet class takes ``alphas`` (a network of
+    our own, handed the search model's alpha)."""
+    kind = cfg.get('type') if isinstance(cfg, dict) else None
+    if inspect.isclass(kind):
+        cls = kind
+    else:  # looked up as MODELS.build will: in the config's default scope
+        with MODELS.switch_scope_and_registry(cfg.get('_scope_')) as reg:
+            cls = reg.get(kind)
+    # (an unknown type: MODELS.build below names it)
+    return cls is not None and 'alphas' in inspect.signature(cls).parameters
 
 
 @MODELS.register_module()
 class DARTSSearch(BaseModel):
-    """A DARTS supernet classifier with one shared (6, 7) alpha.
+    """A DARTS supernet with one shared (6, 7) alpha.
 
     Args:
-        supernet (dict): config of the classifier with searchable attention,
-            e.g. ``dict(type='sase_mm.CifarResNet', depth=20,
-            num_classes=10, attn_cfg=dict(type='sase_mm.SASESearch'))``. It
-            is built with ``alphas=<this model's alpha>``, must contain a
-            searchable module (``is_searchable``) reading that alpha, and
-            must accept ``forward(x, mix)`` (mix: the (6, 7) mixing weights)
-            returning logits (B, num_classes).
+        supernet (dict): config of the network with searchable attention.
+            Either a network of our own that takes ``alphas`` (built with
+            this model's alpha) and ``forward(x, mix)`` (mix: the (6, 7)
+            mixing weights) returning logits (B, num_classes), e.g.
+            ``dict(type='sase_mm.CifarResNet', depth=20, num_classes=10,
+            attn_cfg=dict(type='sase_mm.SASESearch'))``; or any mm model
+            (``BaseModel`` with ``loss``/``predict``), e.g. an mmpretrain
+            ``ImageClassifier`` or an mmdet ``FasterRCNN`` whose backbone
+            has ``SASESearch`` blocks, built inside this model so that they
+            join its alpha. Either must contain a searchable module
+            (``is_searchable``), and every one must read this model's alpha;
+            every weight must be trainable (no frozen stages) and no
+            activation checkpointing (``with_cp``).
         order (int): 2 (the paper's second-order approximation) or 1.
         alpha_init_std (float): alpha starts as ``std * N(0, 1)`` (1e-3).
         fd_radius (float): the finite difference's ``eps * ||u||`` (0.01).
@@ -73,22 +122,33 @@ class DARTSSearch(BaseModel):
             processes with batch B search as one process with batch N * B;
             default False (each process's own batch, as the paper's
             single-GPU search).
+        arch_cost (dict, optional): beyond the paper, off by default:
+            ``dict(file=COSTS_JSON, weight=lambda[, normalize=True])`` adds
+            ``lambda * sum_e softmax(alpha_e) . cost_e`` to the alpha
+            objective (``cost.py``; the costs from
+            ``tools/analysis/op_costs.py``; docs/search_options.md).
         data_preprocessor (dict, optional): mmengine data preprocessor
-            (default: moves the batch to the model's device).
+            (default: an mm supernet's own; else one that moves the batch
+            to the model's device).
         init_cfg (dict, optional): mmengine initialisation config.
 
-    Batches (from ``default_collate``): ``dict(inputs=(B, C, H, W) float,
-    data_samples=(B,) int64 labels)``; ``train_step`` takes
-    ``dict(train=batch, search=batch)``.
+    Batches: for a network of our own (from ``default_collate``)
+    ``dict(inputs=(B, C, H, W) float, data_samples=(B,) int64 labels)``;
+    for an mm model what its dataset pipeline packs (``pseudo_collate``).
+    ``train_step`` takes ``dict(train=batch, search=batch)``.
     """
     # is_searchable: reads the network's shared alpha and exposes
     # arch_alphas, mix() and genotype() (what GenotypeHook and the tools read).
     searchable = True
+    # Set by DARTSLoop(warmup_epochs=k) during the first k epochs: weight
+    # steps only, alpha untouched (docs/search_options.md).
+    freeze_alphas = False
 
     def __init__(self, supernet: dict, order: int = 2,
                  alpha_init_std: float = ALPHA_INIT_STD,
                  fd_radius: float = 0.01, nan_policy: str = 'stop',
                  max_nan_skips: int = 3, sync_bn: bool = False,
+                 arch_cost: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor,
@@ -99,19 +159,66 @@ class DARTSSearch(BaseModel):
         self.order = order
         self.fd_radius = fd_radius
         self.guard = DivergenceGuard(nan_policy, max_nan_skips)
+        self.arch_cost = ArchCost.build(arch_cost)  # None: the paper's
         # Claimed before the supernet is built: the single owner of alpha in
         # the state_dict, drawn before any weight.
         self.alphas = claim_alphas(self, alpha_init_std)
-        self.supernet = MODELS.build(supernet,
-                                     default_args=dict(alphas=self.alphas))
+        # A network of our own is handed the alpha; an mm model's blocks
+        # join it through the construction stack (sase/supernet.py).
+        # (ConfigDict: mm models read their train_cfg / test_cfg by
+        # attribute.)
+        self.supernet = MODELS.build(
+            ConfigDict(supernet), default_args=dict(alphas=self.alphas)
+            if _takes_alphas(supernet) else None)
+        self.is_mm_model = isinstance(self.supernet, BaseModel)
+        if self.is_mm_model and data_preprocessor is None:
+            # The model's own normalisation, padding and batch transforms.
+            self.data_preprocessor = self.supernet.data_preprocessor
         if sync_bn:
             convert_sync_bn(self.supernet)
-        if not any(is_searchable(m) and m.arch_alphas is self.alphas
-                   for m in self.supernet.modules()):
+        self._check_supernet()
+
+    def _check_supernet(self) -> None:
+        """One alpha, this model's, read by at least one block; every
+        weight trainable; no recomputation outside the mix binding."""
+        readers = [(n, m) for n, m in self.supernet.named_modules()
+                   if is_searchable(m) and hasattr(m, 'arch_alphas')]
+        if not readers:
             raise ValueError(
-                'the supernet does not read the search model\'s alpha: its '
-                'attention must be searchable (e.g. attn_cfg=dict(type='
-                '\'sase_mm.SASESearch\')) and it must pass `alphas` on')
+                f'the supernet ({type(self.supernet).__name__}) has no '
+                f'searchable attention, so it does not read the search '
+                f'model\'s alpha and there is nothing to search: '
+                f'{HOW_TO_SEARCH}')
+        others = {}
+        for name, m in readers:
+            if m.arch_alphas is not self.alphas:
+                others.setdefault(id(m.arch_alphas), []).append(name or '.')
+        if others:
+            names = '; '.join(', '.join(v[:3]) + (' ...' if len(v) > 3
+                                                  else '')
+                              for v in others.values())
+            read = len({id(m.arch_alphas) for _, m in readers})
+            raise ValueError(
+                f'the supernet\'s searchable blocks read {read} different '
+                f'alpha{"s" if read > 1 else ""} (one search has one alpha, '
+                f'this model\'s); blocks reading another: {names}. '
+                f'The supernet does not read the search model\'s alpha: '
+                f'{HOW_TO_SEARCH}')
+        frozen = [n for n, p in self.supernet.named_parameters()
+                  if not p.requires_grad]
+        if frozen:
+            raise ValueError(
+                f'the search trains every supernet weight, but '
+                f'{len(frozen)} are frozen (requires_grad=False), e.g. '
+                f'{frozen[:3]}: set the backbone\'s frozen_stages=-1 and '
+                f'norm_cfg=dict(type=\'BN\', requires_grad=True)')
+        cp = [n for n, m in self.supernet.named_modules()
+              if getattr(m, 'with_cp', False)]
+        if cp:
+            raise ValueError(
+                f'activation checkpointing (with_cp=True, e.g. {cp[:3]}) '
+                f'recomputes blocks outside the pass that binds the mixing '
+                f'weights; set with_cp=False for the search')
 
     # ------------------------------------------------------------ parameters
     @property
@@ -145,7 +252,12 @@ class DARTSSearch(BaseModel):
 
         Modes: ``'tensor'`` logits (B, K); ``'loss'`` ``dict(loss=CE)``;
         ``'predict'`` a list of ``dict(pred_label, pred_score, gt_label)``.
+        An mm supernet answers every mode itself, with the mixing weights
+        ``mix()`` bound to its blocks.
         """
+        if self.is_mm_model:
+            with mixing(self.alphas, self.mix()):
+                return self.supernet(inputs, data_samples, mode=mode)
         logits = self.supernet(inputs, self.mix())
         if mode == 'tensor':
             return logits
@@ -165,10 +277,14 @@ class DARTSSearch(BaseModel):
                    params: Optional[Dict[str, torch.Tensor]] = None,
                    buffers: Optional[Dict[str, torch.Tensor]] = None
                    ) -> torch.Tensor:
-        """The cross-entropy of the supernet on ``batch``.
+        """The loss of the supernet on ``batch``: the cross-entropy of a
+        network of our own; an mm model's ``loss`` summed as
+        ``parse_losses`` does.
 
         Args:
-            batch: ``dict(inputs=(B, C, H, W), data_samples=(B,))``.
+            batch: ``dict(inputs=(B, C, H, W), data_samples=(B,))``, or an
+                mm model's preprocessed batch (with ``pass_seed``: its
+                stochastic parts draw from that seed).
             mix: (6, 7) mixing weights.
             params, buffers: supernet tensors by name to use instead of its
                 own (``functional_call``: nothing is mutated; buffers that
@@ -177,6 +293,8 @@ class DARTSSearch(BaseModel):
         Returns:
             The scalar loss.
         """
+        if self.is_mm_model:
+            return self._mm_loss(batch, mix, params, buffers)
         if params is None and buffers is None:
             logits = self.supernet(batch['inputs'], mix)
         else:
@@ -184,6 +302,31 @@ class DARTSSearch(BaseModel):
                                                      or {}),
                                      (batch['inputs'], ), dict(mix=mix))
         return F.cross_entropy(logits, batch['data_samples'])
+
+    def _mm_loss(self, batch: dict, mix: torch.Tensor,
+                 params: Optional[Dict[str, torch.Tensor]],
+                 buffers: Optional[Dict[str, torch.Tensor]]) -> torch.Tensor:
+        args = (batch['inputs'], batch['data_samples'])
+        with mixing(self.alphas, mix), _seeded(batch.get(PASS_SEED),
+                                               batch['inputs']):
+            if params is None and buffers is None:
+                losses = self.supernet(*args, mode='loss')
+            else:
+                losses = functional_call(self.supernet, (params or {},
+                                                         buffers or {}),
+                                         args, dict(mode='loss'))
+        return self.supernet.parse_losses(losses)[0]
+
+    def _prepare(self, data: Dict[str, Batch]):
+        """The two halves through the data preprocessor; an mm model's
+        batches get one seed each (``PASS_SEED``)."""
+        train = self.data_preprocessor(data['train'], True)
+        search = self.data_preprocessor(data['search'], True)
+        if self.is_mm_model:
+            seed = int(torch.randint(2**31 - 1, ()))  # the global stream
+            train, search = dict(train), dict(search)
+            train[PASS_SEED], search[PASS_SEED] = seed, seed + 1
+        return train, search
 
     # ------------------------------------------------------------- the step
     def train_step(self, data: Dict[str, Batch],
@@ -199,7 +342,9 @@ class DARTSSearch(BaseModel):
 
         Returns:
             dict: ``loss`` (train CE of the weight step) and ``loss_search``
-            (CE on the search batch at w' for order 2, at w for order 1).
+            (CE on the search batch at w' for order 2, at w for order 1;
+            absent while ``freeze_alphas``), and ``arch_cost`` (the penalty,
+            with ``arch_cost`` set).
 
         Raises:
             SearchDiverged: a loss, the alpha gradient or alpha is not finite
@@ -213,21 +358,31 @@ class DARTSSearch(BaseModel):
                 f'{type(data).__name__}'
                 f'{" with keys " + str(sorted(data)) if isinstance(data, dict) else ""}')  # noqa: E501
         w_opt, a_opt = check_search_optimizers(self, optim_wrapper)
-        train = self.data_preprocessor(data['train'], True)
-        search = self.data_preprocessor(data['search'], True)
+        train, search = self._prepare(data)
         guard = self.guard
         guard.start_step()
+        out = {}
         with w_opt.optim_context(self):
-            grad, loss_search = self.alpha_gradient(train, search,
-                                                    w_opt.optimizer)
-            if guard.check(loss_search, 'the search loss (alpha step)') and \
-                    guard.check(grad, 'the alpha gradient'):
-                guarded_alpha_step(guard, self.alphas,
-                                   lambda: self._apply_alpha_gradient(
-                                       grad, a_opt))
+            # >>> options beyond the paper (docs/search_options.md): no alpha
+            # step while freeze_alphas (warmup); the cost term's gradient.
+            if not self.freeze_alphas:
+                grad, loss_search = self.alpha_gradient(train, search,
+                                                        w_opt.optimizer)
+                out['loss_search'] = loss_search
+                if self.arch_cost is not None:
+                    out['arch_cost'], cost_grad = self.arch_cost.penalty(
+                        self.alphas)
+                    grad = grad + cost_grad
+                # <<< options beyond the paper
+                if guard.check(loss_search,
+                               'the search loss (alpha step)') and \
+                        guard.check(grad, 'the alpha gradient'):
+                    guarded_alpha_step(guard, self.alphas,
+                                       lambda: self._apply_alpha_gradient(
+                                           grad, a_opt))
             loss = self.weight_step(train, w_opt)
         guard.end_step()
-        return dict(loss=loss, loss_search=loss_search)
+        return dict(loss=loss, **out)
 
     def _apply_alpha_gradient(self, grad: torch.Tensor,
                               a_opt: OptimWrapper) -> None:
@@ -266,3 +421,23 @@ class DARTSSearch(BaseModel):
         """
         return architect.alpha_gradient(self, train, search,
                                         weight_optimizer)
+
+
+def _seeded(seed: Optional[int], like):
+    """A scope whose random draws (CPU and the inputs' CUDA device) come
+    from ``seed`` and leave the global stream as it was; none if None."""
+    if seed is None:
+        return contextlib.nullcontext()
+    tensor = like[0] if isinstance(like, (list, tuple)) else like
+    devices = [tensor.device] if tensor.is_cuda else []
+    rng = torch.random.fork_rng(devices=devices)
+
+    @contextlib.contextmanager
+    def scope():
+        with rng:
+            torch.random.default_generator.manual_seed(seed)
+            for device in devices:
+                with torch.cuda.device(device):
+                    torch.cuda.manual_seed(seed)
+            yield
+    return scope()

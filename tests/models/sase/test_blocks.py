@@ -41,34 +41,36 @@ def _perturb(module):
                 buf.normal_(0, 0.1)
 
 
-def _one_hot(genotype):
-    return F.one_hot(torch.tensor(genotype.indices()), 7).float()
+def _one_hot(genotype, device='cpu'):
+    return F.one_hot(torch.tensor(genotype.indices()), 7).float().to(device)
 
 
 @pytest.mark.parametrize('mode', ['train', 'eval'])
 @pytest.mark.parametrize('genotype', GENOTYPES, ids=str)
-def test_one_hot_search_equals_derived_block(genotype, mode):
+def test_one_hot_search_equals_derived_block(genotype, mode, device):
     search = SASESearch(C, spatial_size=(8, 8), alphas=init_alphas())
     _perturb(search)
+    search.to(device)
     fixed = search.derive(genotype)
     assert isinstance(fixed, SASE) and fixed.genotype == genotype
     search.train(mode == 'train')
     fixed.train(mode == 'train')
-    x = torch.randn(B, C, *HW)
-    y_search = search(x, _one_hot(genotype))
+    x = torch.randn(B, C, *HW, device=device)
+    y_search = search(x, _one_hot(genotype, device))
     y_fixed = fixed(x)
     diff = (y_search - y_fixed).abs().max().item()
     print(f'{genotype} [{mode}]: max |search - fixed| = {diff:.3g}')
     assert torch.allclose(y_search, y_fixed, rtol=1e-5, atol=1e-5), diff
 
 
-def test_one_hot_gradients_match():
+def test_one_hot_gradients_match(device):
     search = SASESearch(C, spatial_size=HW, alphas=init_alphas())
     _perturb(search)
+    search.to(device)
     fixed = search.derive(SASE_PAPER_GENOTYPE)
-    x = torch.randn(B, C, *HW, requires_grad=True)
-    g = torch.randn(B, C, *HW)
-    search(x, _one_hot(SASE_PAPER_GENOTYPE)).backward(g)
+    x = torch.randn(B, C, *HW, requires_grad=True, device=device)
+    g = torch.randn(B, C, *HW, device=device)
+    search(x, _one_hot(SASE_PAPER_GENOTYPE, device)).backward(g)
     gx_search, x.grad = x.grad, None
     fixed(x).backward(g)
     assert torch.allclose(gx_search, x.grad, rtol=1e-4, atol=1e-5)

@@ -48,7 +48,7 @@ def _loop_check(model, optim_wrapper, schedulers=None, allow=False):
     loop = types.SimpleNamespace(
         runner=types.SimpleNamespace(model=model, optim_wrapper=optim_wrapper,
                                      param_schedulers=schedulers),
-        allow_alpha_lr_schedule=allow)
+        allow_alpha_lr_schedule=allow, warmup_epochs=0)
     DARTSLoop.check_set_up(loop)
 
 

@@ -101,7 +101,8 @@ def _count_forwards(ops):
 
 
 def _check_matches(op_set, ops, x, dense):
-    mix = torch.randn(len(ops), dtype=torch.float64).softmax(0)
+    mix = torch.randn(len(ops), dtype=torch.float64,
+                      device=x.device).softmax(0)
     mix.requires_grad_(True)
     x.requires_grad_(True)
     evaluate = be.batched_mixture(op_set.name, ops)
@@ -126,10 +127,12 @@ def _check_matches(op_set, ops, x, dense):
 @pytest.mark.parametrize('fc_sigmoid', [False, True], ids=['fc', 'fc_sig'])
 @pytest.mark.parametrize('channels', [16, be.MAX_DENSE_CHANNELS + 44])
 @pytest.mark.parametrize('order', list(CHANNEL_SETS))
-def test_channel_excitation_matches_one_by_one(order, channels, fc_sigmoid):
+def test_channel_excitation_matches_one_by_one(order, channels, fc_sigmoid,
+                                               device):
     op_set = CHANNEL_SETS[order]
-    ops = _build(op_set, channels, None, fc_sigmoid=fc_sigmoid)
-    x = torch.randn(B, channels, 1, 1, dtype=torch.float64)
+    ops = [op.to(device) for op in _build(op_set, channels, None,
+                                          fc_sigmoid=fc_sigmoid)]
+    x = torch.randn(B, channels, 1, 1, dtype=torch.float64, device=device)
     _check_matches(op_set, ops, x, dense=channels <= be.MAX_DENSE_CHANNELS)
 
 
@@ -137,11 +140,11 @@ def test_channel_excitation_matches_one_by_one(order, channels, fc_sigmoid):
                                       ((1, 1), (4, 4)), ((16, 16), (8, 8)),
                                       ((17, 16), (8, 8))], ids=str)
 @pytest.mark.parametrize('order', list(SPATIAL_SETS))
-def test_spatial_excitation_matches_one_by_one(order, hw, built):
+def test_spatial_excitation_matches_one_by_one(order, hw, built, device):
     # ``built`` != hw: the affine's per-position parameters are resized.
     op_set = SPATIAL_SETS[order]
-    ops = _build(op_set, 8, built)
-    x = torch.randn(B, 1, *hw, dtype=torch.float64)
+    ops = [op.to(device) for op in _build(op_set, 8, built)]
+    x = torch.randn(B, 1, *hw, dtype=torch.float64, device=device)
     _check_matches(op_set, ops, x,
                    dense=hw[0] * hw[1] <= be.MAX_DENSE_POSITIONS)
 
@@ -155,7 +158,8 @@ def test_second_derivatives_match(op_set, shape):
     # DARTS's second-order alpha step differentiates a gradient.
     ops = _build(op_set, shape[1], shape[-2:])
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
-    mix = torch.randn(len(ops), dtype=torch.float64).softmax(0)
+    mix = torch.randn(len(ops), dtype=torch.float64,
+                      device=x.device).softmax(0)
     mix.requires_grad_(True)
     params = [p for op in ops for p in op.parameters()]
     g, v = torch.randn(shape, dtype=torch.float64), torch.randn(

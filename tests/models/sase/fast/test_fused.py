@@ -108,24 +108,26 @@ def _genotype(e0, e3, e4):
 
 
 @pytest.mark.parametrize('e0,e3,e4', COMBOS)
-def test_fused_equals_generic_for_every_fusable_genotype(e0, e3, e4, path):
-    block = _block(_genotype(e0, e3, e4))
+def test_fused_equals_generic_for_every_fusable_genotype(e0, e3, e4, path,
+                                                         device):
+    block = _block(_genotype(e0, e3, e4)).to(device)
     assert block.fused
-    x = torch.randn(2, 16, 5, 6, dtype=torch.float64)
+    x = torch.randn(2, 16, 5, 6, dtype=torch.float64, device=device)
     _assert_same(block, x, torch.randn_like(x))
 
 
 @pytest.mark.parametrize('shape', [(3, 16, 7, 7), (2, 16, 1, 1),
                                    (1, 16, 3, 11), (2, 40, 9, 4)])
-def test_paper_block_shapes_ties_and_float32(shape, path):
-    block = _block(PAPER, c=shape[1])
-    x = torch.randn(*shape, dtype=torch.float64)
+def test_paper_block_shapes_ties_and_float32(shape, path, device):
+    block = _block(PAPER, c=shape[1]).to(device)
+    x = torch.randn(*shape, dtype=torch.float64, device=device)
     # Ties of the spatial maximum: their gradient is shared, as torch.amax.
     x[0, :, 0, 0] = x[0].amax(dim=(1, 2))
     x[-1, 3] = 0.5  # a constant channel: every position ties
     _assert_same(block, x, torch.randn_like(x))
     block32 = block.float()
-    _assert_same(block32, x.float(), torch.randn(*shape), rtol=1e-4,
+    _assert_same(block32, x.float(), torch.randn(*shape, device=device),
+                 rtol=1e-4,
                  atol=1e-5)
 
 

@@ -1,0 +1,11 @@
+"""The ``device`` fixture of the SASE equivalence tests (issue 10): each runs
+on the CPU and, where a GPU is present, on CUDA; without one the CUDA case
+is skipped with that reason (never a silent pass)."""
+import pytest
+import torch
+
+
+@pytest.fixture(params=['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='needs a CUDA device'))])
+def device(request):
+    return request.param
