@@ -208,6 +208,7 @@ def run_main(main, argv=None):
     checkpoint, say) or missing data ends it with its message and exit
     status 1 instead of a traceback: the message says all there is to say."""
     from ..datasets.cifar10 import CIFARFormatError
+    from ..models.sase.genotype import GenotypeFileError
     from ..models.search.cost import CostFileError
     from .checkpoint_files import CheckpointIntegrityError
     from .preflight import MissingDataError
@@ -216,7 +217,7 @@ def run_main(main, argv=None):
         return main(argv)
     except (UntrustedCheckpointError, CheckpointReadError,
             CheckpointIntegrityError, CIFARFormatError, CostFileError,
-            MissingDataError) as err:
+            GenotypeFileError, MissingDataError) as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(1)
 

@@ -110,3 +110,20 @@ def test_strings_and_arguments(tmp_path):
         Genotype.parse('[' * 100000 + ']' * 100000)
     with pytest.raises(ValueError, match='pairs'):
         Genotype.from_pairs([(op, i == 0) for i, op in enumerate(PAPER)])
+
+
+def test_tools_end_on_a_bad_genotype_file_with_its_message(code_py, capsys):
+    """A tool (``tool_args.run_main``) reading a refused genotype file exits
+    1 with the message naming the file, no traceback, and runs nothing."""
+    from sase_mm.models.sase.genotype import GenotypeFileError
+    from sase_mm.utils.tool_args import run_main
+    path, marker = code_py
+    with pytest.raises(GenotypeFileError):
+        Genotype.load(path)
+    with pytest.raises(SystemExit) as exit_:
+        run_main(lambda argv: Genotype.load(path))
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: cannot read a SASE genotype from') and \
+        path in err and 'Traceback' not in err
+    assert not os.path.exists(marker)

@@ -33,6 +33,11 @@ from .space import EDGES, NUM_EDGES, OP_SETS
 _EDGE_NAMES = tuple(e.name for e in EDGES)
 
 
+
+class GenotypeFileError(ValueError):
+    """A genotype file that cannot be read; the message names the file and
+    the accepted forms (the tools end with it, without a traceback)."""
+
 class Genotype(tuple):
     """An immutable tuple of six canonical operation names, one per edge.
 
@@ -154,14 +159,15 @@ class Genotype(tuple):
 
         Raises:
             FileNotFoundError: no such file.
-            ValueError: naming the file, for any other content or form.
+            GenotypeFileError: a ValueError naming the file, for any other
+                content or form.
         """
         if not os.path.isfile(path):
             raise FileNotFoundError(f'genotype file {path!r} does not exist')
         if not path.endswith(('.json', '.py')):
-            raise ValueError(f'cannot read a SASE genotype from {path!r}: '
-                             f'the file must end in .json or .py. '
-                             f'{ACCEPTED_FORMS}')
+            raise GenotypeFileError(
+                f'cannot read a SASE genotype from {path!r}: the file must '
+                f'end in .json or .py. {ACCEPTED_FORMS}')
         try:
             if os.path.getsize(path) > MAX_FILE_BYTES:
                 raise ValueError(f'the file is larger than {MAX_FILE_BYTES} '
@@ -175,8 +181,8 @@ class Genotype(tuple):
             err = 'it is nested too deeply'
         except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
             err = str(e)
-        raise ValueError(f'cannot read a SASE genotype from {path!r}: {err}. '
-                         f'{ACCEPTED_FORMS}') from None
+        raise GenotypeFileError(f'cannot read a SASE genotype from {path!r}: '
+                                f'{err}. {ACCEPTED_FORMS}') from None
 
     # ----------------------------------------------------------------- write
     def to_dict(self) -> dict:
