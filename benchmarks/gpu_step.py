@@ -72,17 +72,7 @@ def _classifier_step(model, x, y, amp, dtype):
 
 
 def resnet50_candidates(batch, amp, dtype):
-    import torch.nn as nn
-    from sase_mm.models.backbones import SASEResNet
-
-    class Net(nn.Module):
-        def __init__(self, attn_cfg):
-            super().__init__()
-            self.backbone = SASEResNet(50, attn_cfg=attn_cfg)
-            self.fc = nn.Linear(2048, 1000)
-
-        def forward(self, x):
-            return self.fc(self.backbone(x)[-1].mean((2, 3)))
+    from backbone_step import Net  # ResNet-50 + pooling + fc, as on CPU
 
     x = torch.randn(batch, 3, 224, 224, device='cuda')
     y = torch.randint(0, 1000, (batch, ), device='cuda')

@@ -48,7 +48,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from os import path as osp
 
 import torch
@@ -58,6 +57,9 @@ from mmengine.optim import OptimWrapper, OptimWrapperDict
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import sase_mm  # noqa: E402,F401
 from sase_mm.registry import MODELS  # noqa: E402
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from interleave import interleaved, timed  # noqa: E402
 
 TARGETS = dict(supernet_vs_plain=4.0, first_vs_supernet=2.05,
                second_vs_supernet=5.1, second_vs_first_memory=1.3)
@@ -185,14 +187,8 @@ def build_detector_candidates():
 
 def detector_main(args):
     cands = build_detector_candidates()
-    for fn in cands.values():  # warm-up
-        fn()
-    times = {k: [] for k in cands}
-    for _ in range(args.repeats):
-        for name, fn in cands.items():  # interleaved
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
+    times = interleaved({k: timed(fn) for k, fn in cands.items()},
+                        args.repeats, warmup=1)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f'Faster R-CNN R50-FPN + SASESearch, 2 x 3 x 256 x 256, '
           f'{args.threads} threads, median of {args.repeats}')
@@ -252,18 +248,12 @@ def main(argv=None):
     for fn in cands.values():  # warm-up
         fn()
     if args.memory:
-        mems = {k: [] for k in cands}
-        for _ in range(args.repeats):
-            for name, fn in cands.items():
-                mems[name].append(peak_bytes(fn))
+        mems = interleaved({k: (lambda fn=fn: peak_bytes(fn))
+                            for k, fn in cands.items()}, args.repeats)
         print(json.dumps({k: statistics.median(v) for k, v in mems.items()}))
         return None
-    times = {k: [] for k in cands}
-    for _ in range(args.repeats):
-        for name, fn in cands.items():  # interleaved
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
+    times = interleaved({k: timed(fn) for k, fn in cands.items()},
+                        args.repeats)
     med = {k: statistics.median(v) for k, v in times.items()}
     mem = _memory_in_subprocess(args)
     print(f'CIFAR ResNet-20, batch {args.batch} x 3 x 32 x 32, '

@@ -103,3 +103,15 @@ for _loader in ('train_dataloader', 'val_dataloader',
     TINY_DIGITS += [f'{_loader}.batch_size=8',
                     f'{_loader}.num_batch_per_epoch=2',
                     f'{_loader}.dataset.size=8']
+
+
+def help_text(tool, capsys, argv=('--help', )) -> str:
+    """A tool's ``--help`` output, checking that it exits 0 with a usage
+    line."""
+    import pytest
+    with pytest.raises(SystemExit) as err:
+        tool.parse_args(list(argv))
+    assert err.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith('usage:')
+    return out

@@ -66,6 +66,7 @@ import torch.nn.functional as F  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from sase_mm.utils.tool_models import (ClassifierLogits,  # noqa: E402
+                                       build_config_model,
                                        is_detector)
 
 
@@ -307,14 +308,7 @@ def load_weights(target: nn.Module, path: str, prefix: str = '') -> None:
 def build_export_model(cfg: Config, config: str, checkpoint: str,
                        backbone_only: bool = False, seed: int = 0):
     """(module to export, its output names, kind, the full model)."""
-    from mmengine.registry import MODELS, init_default_scope
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    model_cfg = cfg.model.copy()
-    if cfg.get('data_preprocessor') is not None:
-        # What mmengine's Runner does: mmpretrain configs keep it outside.
-        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    torch.manual_seed(seed)
-    model = MODELS.build(model_cfg)
+    model = build_config_model(cfg, seed)
     check_exportable(model, config)
     random = checkpoint.lower() == 'none'
     if is_detector(model) or backbone_only:

@@ -64,6 +64,7 @@ import torch.nn as nn  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from sase_mm.utils.tool_models import (ClassifierLogits,  # noqa: E402
+                                       build_config_model,
                                        is_detector)
 
 #: The paper's figure: ResNet-50 without attention, SE, CBAM, ECA and SASE.
@@ -241,7 +242,6 @@ def build_model(config: str, checkpoint, cfg_options, device: str, seed: int,
     ``init_weights`` (a detector's would load its ImageNet checkpoint; a
     ResNet's zero-inits every residual branch, so every attention module
     would see zeros)."""
-    from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner import load_checkpoint
     cfg = Config.fromfile(config)
     if cfg_options:
@@ -249,13 +249,7 @@ def build_model(config: str, checkpoint, cfg_options, device: str, seed: int,
     backbone = cfg.model.get('backbone', {})
     if genotype is not None and _is_sase(backbone.get('attn_cfg')):
         backbone.attn_cfg.genotype = genotype
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    model_cfg = cfg.model.copy()
-    if cfg.get('data_preprocessor') is not None:
-        # What mmengine's Runner does: mmpretrain configs keep it outside.
-        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    torch.manual_seed(seed)
-    model = MODELS.build(model_cfg)
+    model = build_config_model(cfg, seed)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
     return model.to(device).eval(), cfg
