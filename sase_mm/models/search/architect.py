@@ -17,9 +17,11 @@ change none of them, nor any ``.grad``.
   difference of ``grad_alpha L_train`` at ``w +- eps * u``,
   ``eps = fd_radius / ||u||`` (:func:`hessian_vector_product`).
 
-Every gradient is taken with ``torch.autograd.grad``; w', w+ and w- are
-evaluated with ``torch.func.functional_call`` (no copy of the model), and
-all these passes run on scratch copies of the BatchNorm buffers
+Every gradient is taken with ``torch.autograd.grad``, outside the forward
+passes' ``context`` (the weight optim wrapper's ``optim_context``: autocast
+under AMP, which PyTorch and mmengine keep off the backward pass); w', w+
+and w- are evaluated with ``torch.func.functional_call`` (no copy of the
+model), and all these passes run on scratch copies of the BatchNorm buffers
 (:func:`scratch_buffers`), so that only the weight step updates the running
 statistics. The gradients are averaged across ranks (``grad_sync``).
 
@@ -28,7 +30,9 @@ The model is a ``DARTSSearch``-like object: ``supernet`` (the weights),
 ``fd_radius`` and ``batch_loss(batch, mix, params=None, buffers=None)`` (the
 loss of the supernet, with the parameters and buffers substituted).
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from contextlib import nullcontext
+from typing import Callable, ContextManager, Dict, List, Optional, Sequence
+from typing import Tuple
 
 import torch
 
@@ -36,6 +40,8 @@ from .grad_sync import all_reduce_mean
 
 Batch = Dict[str, torch.Tensor]
 Buffers = Dict[str, torch.Tensor]
+#: A zero-argument factory of the context the forward passes run in.
+Context = Callable[[], ContextManager]
 
 
 def scratch_buffers(model) -> Buffers:
@@ -45,7 +51,8 @@ def scratch_buffers(model) -> Buffers:
 
 
 def alpha_gradient(model, train: Batch, search: Batch,
-                   weight_optimizer: torch.optim.Optimizer
+                   weight_optimizer: torch.optim.Optimizer,
+                   context: Context = nullcontext
                    ) -> Tuple[torch.Tensor, torch.Tensor]:
     """The architecture gradient of this iteration, of ``model.order``.
 
@@ -56,6 +63,9 @@ def alpha_gradient(model, train: Batch, search: Batch,
         search: the alpha-half batch, same form.
         weight_optimizer: the weights' ``torch.optim.SGD`` (order 2 unrolls
             one step of it).
+        context: the forward passes run in ``context()`` (autocast under
+            AMP), the gradients outside it; the finite-difference passes
+            run in float32 regardless.
 
     Returns:
         (grad_alpha (6, 7), loss on the search batch (detached): at w' for
@@ -63,25 +73,28 @@ def alpha_gradient(model, train: Batch, search: Batch,
     """
     buffers = scratch_buffers(model)
     if model.order == 1:
-        return first_order_gradient(model, search, buffers)
+        return first_order_gradient(model, search, buffers, context)
     return second_order_gradient(model, train, search, weight_optimizer,
-                                 buffers)
+                                 buffers, context)
 
 
 def first_order_gradient(model, search: Batch,
-                         buffers: Optional[Buffers] = None
+                         buffers: Optional[Buffers] = None,
+                         context: Context = nullcontext
                          ) -> Tuple[torch.Tensor, torch.Tensor]:
     """``grad_alpha L_val(w, alpha)``, (6, 7), and the search loss."""
     if buffers is None:
         buffers = scratch_buffers(model)
-    loss_s = model.batch_loss(search, model.mix(), None, buffers)
+    with context():
+        loss_s = model.batch_loss(search, model.mix(), None, buffers)
     (grad, ) = torch.autograd.grad(loss_s, [model.alphas])
     return all_reduce_mean([grad])[0], loss_s.detach()
 
 
 def second_order_gradient(model, train: Batch, search: Batch,
                           weight_optimizer: torch.optim.Optimizer,
-                          buffers: Optional[Buffers] = None
+                          buffers: Optional[Buffers] = None,
+                          context: Context = nullcontext
                           ) -> Tuple[torch.Tensor, torch.Tensor]:
     """DARTS's second-order gradient (module docstring), (6, 7), and the
     search loss at w'."""
@@ -92,25 +105,33 @@ def second_order_gradient(model, train: Batch, search: Batch,
     # does not differentiate.
     with torch.no_grad():
         mix = model.mix()
-    loss_t = model.batch_loss(train, mix, None, buffers)
+    with context():
+        loss_t = model.batch_loss(train, mix, None, buffers)
     grads = _zeros_for_unused(
         torch.autograd.grad(loss_t, params, allow_unused=True), params)
     grads = all_reduce_mean(grads)
     virtual, lrs = virtual_sgd_step(params, grads, weight_optimizer)
     virtual = [t.requires_grad_() for t in virtual]
+    # Each weight-sized list is dropped as soon as it is used: a detector's
+    # weights are ~160 MB, and every copy alive raises the step's peak (on
+    # CPU, memory above the previous peak is paid for in page faults).
+    del grads, loss_t
 
-    loss_s = model.batch_loss(search, model.mix(), dict(zip(names, virtual)),
-                              buffers)
+    with context():
+        loss_s = model.batch_loss(search, model.mix(),
+                                  dict(zip(names, virtual)), buffers)
     grad_alpha, *v = _zeros_for_unused(
         torch.autograd.grad(loss_s, [model.alphas] + virtual,
                             allow_unused=True), [model.alphas] + virtual)
     grad_alpha, *v = all_reduce_mean([grad_alpha] + v)
+    del virtual
 
     # d w'/d alpha = -xi * d^2 L_train / (d w d alpha): its product with v is
     # taken along u = xi * v (xi per parameter group; for one lr this is
     # docs/spec.md's eps = 0.01 / ||v|| with the factor xi outside).
-    with torch.no_grad():
-        u = [lr * t for lr, t in zip(lrs, v)]
+    with torch.no_grad():  # in place: v is not needed after
+        u = [t.mul_(lr) for lr, t in zip(lrs, v)]
+    del v
     hvp = hessian_vector_product(model, train, u, model.fd_radius, buffers)
     if hvp is None:  # v = 0: no Hessian term
         return grad_alpha, loss_s.detach()
@@ -161,6 +182,7 @@ def hessian_vector_product(model, batch: Batch,
                          for n, p, t in zip(names, params, direction)}
             loss = model.batch_loss(batch, model.mix(), moved, buffers)
             grads.append(torch.autograd.grad(loss, [model.alphas])[0])
+            del moved, loss  # before the other side's copy is made
     return (grads[0] - grads[1]) / (2 * eps)
 
 

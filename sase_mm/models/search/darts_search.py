@@ -362,25 +362,24 @@ class DARTSSearch(BaseModel):
         guard = self.guard
         guard.start_step()
         out = {}
-        with w_opt.optim_context(self):
-            # >>> options beyond the paper (docs/search_options.md): no alpha
-            # step while freeze_alphas (warmup); the cost term's gradient.
-            if not self.freeze_alphas:
-                grad, loss_search = self.alpha_gradient(train, search,
-                                                        w_opt.optimizer)
-                out['loss_search'] = loss_search
-                if self.arch_cost is not None:
-                    out['arch_cost'], cost_grad = self.arch_cost.penalty(
-                        self.alphas)
-                    grad = grad + cost_grad
-                # <<< options beyond the paper
-                if guard.check(loss_search,
-                               'the search loss (alpha step)') and \
-                        guard.check(grad, 'the alpha gradient'):
-                    guarded_alpha_step(guard, self.alphas,
-                                       lambda: self._apply_alpha_gradient(
-                                           grad, a_opt))
-            loss = self.weight_step(train, w_opt)
+        # >>> options beyond the paper (docs/search_options.md): no alpha
+        # step while freeze_alphas (warmup); the cost term's gradient.
+        if not self.freeze_alphas:
+            grad, loss_search = self.alpha_gradient(
+                train, search, w_opt.optimizer,
+                lambda: w_opt.optim_context(self))
+            out['loss_search'] = loss_search
+            if self.arch_cost is not None:
+                out['arch_cost'], cost_grad = self.arch_cost.penalty(
+                    self.alphas)
+                grad = grad + cost_grad
+            # <<< options beyond the paper
+            if guard.check(loss_search, 'the search loss (alpha step)') and \
+                    guard.check(grad, 'the alpha gradient'):
+                guarded_alpha_step(guard, self.alphas,
+                                   lambda: self._apply_alpha_gradient(
+                                       grad, a_opt))
+        loss = self.weight_step(train, w_opt)
         guard.end_step()
         return dict(loss=loss, **out)
 
@@ -396,11 +395,15 @@ class DARTSSearch(BaseModel):
 
     def weight_step(self, train: Batch, w_opt: OptimWrapper) -> torch.Tensor:
         """One optimizer step of the weights on the train batch with the
-        current (detached) alpha; returns the loss (detached)."""
+        current (detached) alpha; returns the loss (detached). The forward
+        runs in ``w_opt.optim_context`` (autocast under AMP), the backward
+        outside it, as mmengine's ``BaseModel.train_step``."""
         saved = None
         if self.guard.policy == 'skip_step':  # BN buffers, to undo a skip
             saved = [b.clone() for b in self.supernet.buffers()]
-        loss = self.batch_loss(train, self.alphas.detach().softmax(dim=-1))
+        with w_opt.optim_context(self):
+            loss = self.batch_loss(train,
+                                   self.alphas.detach().softmax(dim=-1))
         if not self.guard.check(loss.detach(), 'the train loss (weight step)'):
             with torch.no_grad():  # skipped: no step, statistics restored
                 for b, s in zip(self.supernet.buffers(), saved):
@@ -413,14 +416,16 @@ class DARTSSearch(BaseModel):
         return loss.detach()
 
     def alpha_gradient(self, train: Batch, search: Batch,
-                       weight_optimizer: torch.optim.Optimizer):
+                       weight_optimizer: torch.optim.Optimizer,
+                       context: architect.Context = contextlib.nullcontext):
         """The architecture gradient of this iteration, (6, 7), and the
-        search loss (detached); see :func:`architect.alpha_gradient`.
+        search loss (detached); see :func:`architect.alpha_gradient`
+        (``context``: that of the forward passes).
 
         Leaves the network's parameters, buffers and ``.grad`` untouched.
         """
         return architect.alpha_gradient(self, train, search,
-                                        weight_optimizer)
+                                        weight_optimizer, context)
 
 
 def _seeded(seed: Optional[int], like):

@@ -18,21 +18,23 @@ def _snapshot(model, opt):
     return state, momentum
 
 
-def _set_up(build, order=2):
-    model = build(order=order, dtype=torch.float64)
+def _set_up(build, order=2, device='cpu'):
+    model = build(order=order, dtype=torch.float64, device=device)
     model.train()
     optim = make_optim(model, lr=0.5, momentum=0.9, wd=1e-2)
     # One real step: non-zero momentum buffers and moved BN statistics.
-    model.weight_step(make_batch(dtype=torch.float64, seed=3),
+    model.weight_step(make_batch(dtype=torch.float64, seed=3, device=device),
                       optim['weights'])
-    batches = dict(train=make_batch(dtype=torch.float64, seed=1),
-                   search=make_batch(dtype=torch.float64, seed=2))
+    batches = dict(train=make_batch(dtype=torch.float64, seed=1,
+                                    device=device),
+                   search=make_batch(dtype=torch.float64, seed=2,
+                                     device=device))
     return model, optim['weights'].optimizer, batches
 
 
 def _direction(model, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(p.shape, generator=g, dtype=p.dtype)
+    return [torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device)
             for p in model.supernet.parameters()]
 
 
@@ -85,10 +87,12 @@ def test_scratch_buffers_are_copies():
 
 
 @pytest.mark.parametrize('radius', [1e-2, 1e-3])
-def test_hessian_vector_product_is_the_mixed_second_derivative(radius):
+def test_hessian_vector_product_is_the_mixed_second_derivative(radius,
+                                                               device):
     """(grad_a L(w + eps u) - grad_a L(w - eps u)) / (2 eps) vs the exact
-    d/d alpha (grad_w L . u) by double backward, float64, smooth toy."""
-    model, _, batches = _set_up(build_toy)
+    d/d alpha (grad_w L . u) by double backward, float64, smooth toy (on
+    CUDA too where present)."""
+    model, _, batches = _set_up(build_toy, device=device)
     u = _direction(model)
     hvp = architect.hessian_vector_product(model, batches['train'], u,
                                            radius)

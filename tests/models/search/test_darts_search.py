@@ -67,21 +67,23 @@ def _unrolled_objective(model, train, search, opt, create_graph):
     return loss(virtual, search), loss([v.detach() for v in virtual], search)
 
 
-def _set_up(build, **kwargs):
-    model = build(order=2, dtype=torch.float64, **kwargs)
+def _set_up(build, device='cpu', **kwargs):
+    model = build(order=2, dtype=torch.float64, device=device, **kwargs)
     model.train()
-    train = make_batch(dtype=torch.float64, seed=1)
-    search = make_batch(dtype=torch.float64, seed=2)
+    train = make_batch(dtype=torch.float64, seed=1, device=device)
+    search = make_batch(dtype=torch.float64, seed=2, device=device)
     optim = make_optim(model, lr=0.5, momentum=0.9, wd=1e-2)
-    _warm_momentum(model, optim, make_batch(dtype=torch.float64, seed=3))
+    _warm_momentum(model, optim, make_batch(dtype=torch.float64, seed=3,
+                                            device=device))
     return model, train, search, optim['weights'].optimizer
 
 
-def test_second_order_matches_exact_unrolled_gradient():
+def test_second_order_matches_exact_unrolled_gradient(device):
     """DARTS's finite-difference gradient (default eps = 0.01 / ||v||) vs the
     exact unrolled gradient by double backward through one SGD step with
-    momentum and weight decay, float64, on a smooth toy supernet."""
-    model, train, search, opt = _set_up(build_toy)
+    momentum and weight decay, float64, on a smooth toy supernet (the
+    hypergradient test; on CUDA too where present)."""
+    model, train, search, opt = _set_up(build_toy, device)
     grad, _ = model.alpha_gradient(train, search, opt)
     unrolled, at_virtual = _unrolled_objective(model, train, search, opt,
                                                create_graph=True)
@@ -95,19 +97,21 @@ def test_second_order_matches_exact_unrolled_gradient():
     assert (first - exact).norm() / exact.norm() > 10 * rel
 
 
-def test_second_order_on_sase_supernet_matches_directional_derivative():
+def test_second_order_on_sase_supernet_matches_directional_derivative(
+        device):
     """The same on the real SASE supernet (CIFAR ResNet + SASESearch), with
     the unrolled objective differentiated by central differences along
     random alpha directions (its operations use once-differentiable autograd
     functions, so double backward is not available). Radius 1e-3: on this
     8-channel toy a 0.01 step in weight space crosses ReLU / max kinks."""
-    model, train, search, opt = _set_up(build_tiny, fd_radius=1e-3)
+    model, train, search, opt = _set_up(build_tiny, device, fd_radius=1e-3)
     grad, _ = model.alpha_gradient(train, search, opt)
     alpha0 = model.alphas.detach().clone()
     g = torch.Generator().manual_seed(0)
     h = 1e-5
     for _ in range(3):
-        d = torch.randn(alpha0.shape, generator=g, dtype=alpha0.dtype)
+        d = torch.randn(alpha0.shape, generator=g,
+                        dtype=alpha0.dtype).to(device)
         values = []
         for sign in (1, -1):
             with torch.no_grad():
@@ -290,3 +294,47 @@ def test_supernet_must_read_the_search_models_alpha(attn_cfg):
         MODELS.build(dict(type='sase_mm.DARTSSearch', supernet=dict(
             type='sase_mm.CifarResNet', depth=8, base_channels=8,
             input_size=8, attn_cfg=attn_cfg)))
+
+
+@pytest.mark.parametrize('order', [1, 2])
+def test_amp_forwards_run_in_autocast_and_backwards_outside(order, batches,
+                                                            monkeypatch):
+    """Under AMP (the weight wrapper's optim_context: CPU bfloat16 autocast)
+    every forward pass of the step runs in autocast except the float32
+    finite differences, and no gradient is taken inside it (as mmengine's
+    train_step: autocast around the forward only)."""
+    from mmengine.optim import OptimWrapperDict
+
+    from sase_mm.engine import CPUAmpOptimWrapper
+    model = build_tiny(order=order).train()
+    plain = make_optim(model)
+    optim = OptimWrapperDict(
+        weights=CPUAmpOptimWrapper(optimizer=plain['weights'].optimizer),
+        alphas=plain['alphas'])
+    forwards, backwards = [], []
+    loss_of = model.batch_loss
+
+    def batch_loss(*a, **k):
+        forwards.append(torch.is_autocast_enabled('cpu'))
+        return loss_of(*a, **k)
+
+    grad, backward = torch.autograd.grad, torch.Tensor.backward
+
+    def grad_spy(*a, **k):
+        backwards.append(torch.is_autocast_enabled('cpu'))
+        return grad(*a, **k)
+
+    def backward_spy(self, *a, **k):
+        backwards.append(torch.is_autocast_enabled('cpu'))
+        return backward(self, *a, **k)
+
+    monkeypatch.setattr(model, 'batch_loss', batch_loss)
+    monkeypatch.setattr(torch.autograd, 'grad', grad_spy)
+    monkeypatch.setattr(torch.Tensor, 'backward', backward_spy)
+    model.train_step(batches, optim)
+    # order 1: search pass, weight step; order 2: virtual step, search pass
+    # at w', the two finite-difference passes (float32), weight step
+    assert forwards == ([True, True] if order == 1 else
+                        [True, True, False, False, True])
+    assert backwards and not any(backwards)
+    assert torch.isfinite(model.alphas).all()

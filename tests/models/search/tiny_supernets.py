@@ -11,20 +11,23 @@ TINY_SUPERNET = dict(type='sase_mm.CifarResNet', depth=8, num_classes=10,
                      attn_cfg=dict(type='sase_mm.SASESearch'))
 
 
-def build_tiny(order=2, dtype=torch.float32, seed=0, **kwargs):
+def build_tiny(order=2, dtype=torch.float32, seed=0, device='cpu',
+               **kwargs):
     torch.manual_seed(seed)
     model = MODELS.build(dict(type='sase_mm.DARTSSearch', order=order,
                               supernet=TINY_SUPERNET, **kwargs))
     # Larger alphas than the 1e-3 start, so that the mixing matters.
     with torch.no_grad():
         model.alphas.normal_(0, 0.5)
-    return model.to(dtype)
+    return model.to(device, dtype)
 
 
-def make_batch(n=6, dtype=torch.float32, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return dict(inputs=torch.randn(n, 3, 8, 8, generator=g, dtype=dtype),
-                data_samples=torch.randint(0, 10, (n, ), generator=g))
+def make_batch(n=6, dtype=torch.float32, seed=1, device='cpu'):
+    g = torch.Generator().manual_seed(seed)  # the same draws on any device
+    return dict(inputs=torch.randn(n, 3, 8, 8, generator=g,
+                                   dtype=dtype).to(device),
+                data_samples=torch.randint(0, 10, (n, ),
+                                           generator=g).to(device))
 
 
 def make_optim(model, lr=0.1, momentum=0.9, wd=5e-4, clip=None):
@@ -67,13 +70,14 @@ class ToySupernet(torch.nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
-def build_toy(order=2, dtype=torch.float64, seed=0, **kwargs):
+def build_toy(order=2, dtype=torch.float64, seed=0, device='cpu',
+              **kwargs):
     torch.manual_seed(seed)
     model = MODELS.build(dict(type='sase_mm.DARTSSearch', order=order,
                               supernet=dict(type=ToySupernet), **kwargs))
     with torch.no_grad():
         model.alphas.normal_(0, 0.5)
-    return model.to(dtype)
+    return model.to(device, dtype)
 
 
 # --------------------------------------------------------------------------
