@@ -13,7 +13,7 @@ import torch.nn as nn
 from ..layers.registration import register_model
 from ..layers.statistics import in_float32
 from .dag import SpatialMixer, sase_dag
-from .fast.fused import fusable, fused_sase
+from .fast.fused import fusable, fused_sase, fused_sase_op
 from .genotype import Genotype, GenotypeLike
 from .space import EDGES
 
@@ -32,8 +32,10 @@ class SASE(nn.Module):
             default False (reference code, whose checkpoints load unchanged).
         fused (bool): when training, run the block as one autograd node with
             a closed-form input gradient (``fast/fused/``; same values, less
-            memory traffic) if its genotype allows; default True. False
-            always runs the generic graph.
+            memory traffic) if its genotype allows; default True. Under
+            ``torch.compile`` / ``torch.export`` the same computation runs
+            as one operator, ``sase_mm::fused_sase`` (``fast/fused/op.py``).
+            False always runs the generic graph.
 
     State-dict keys: ``edges.<i>.<param>`` for the chosen operation of edge i,
     ``mixer.0.weight`` and ``mixer.1.*`` for the spatial mixer.
@@ -52,6 +54,14 @@ class SASE(nn.Module):
                            fc_sigmoid=fc_sigmoid)
             for e, op in zip(EDGES, self.genotype))
         self.mixer = SpatialMixer(affine=True)
+        # What the operator form needs to rebuild the block where it is not
+        # alive (an exported program loaded elsewhere): fast/fused/op.py.
+        size = spatial_size
+        self._op_config = dict(  # JSON: plain ints, lists, strings
+            in_channels=int(in_channels), genotype=list(self.genotype),
+            spatial_size=(None if size is None else int(size) if isinstance(
+                size, int) else [int(s) for s in size]),
+            fc_sigmoid=bool(fc_sigmoid))
 
     def edge_fn(self, i: int, inp, stats):
         """Edge i's operation on its input (and the input's statistics)."""
@@ -66,9 +76,12 @@ class SASE(nn.Module):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.fused and torch.is_grad_enabled() and x.dim() == 4
                 and not torch.jit.is_tracing()
-                and not torch.compiler.is_compiling()
                 and (x.requires_grad
                      or any(p.requires_grad for p in self.parameters()))):
+            if torch.compiler.is_compiling():  # compile / export: one op
+                return fused_sase_op(self, x)
+            # Eager: the autograd node, which keeps its tape for backward
+            # (the operator recomputes it).
             return fused_sase(self, x)
         return self.forward_generic(x)
 

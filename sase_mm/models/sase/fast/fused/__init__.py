@@ -38,16 +38,31 @@ also pairs each compiled kernel with the Python definition it restates).
 The node is split by concern: ``tape.py`` captures the statistics (and
 derives which genotypes it can describe), ``input_grad.py`` assembles dL/dx
 from the statistics' gradient terms with PyTorch operators, ``dispatch.py``
-chooses and calls the compiled kernels (``../kernels.py``), and ``node.py``
-is the autograd Function (retained graphs, BN buffers, double backward).
+chooses and calls the compiled kernels (``../kernels.py``), ``node.py``
+is the autograd Function (retained graphs, BN buffers, double backward), and
+``op.py`` is the same block as a ``torch.library`` operator pair,
+``sase_mm::fused_sase`` and ``sase_mm::fused_sase_backward`` (fake
+implementations, a registered autograd formula).
+
+Where each runs: eager training uses the autograd Function, which keeps its
+tape from forward to backward (``op.py``'s backward recomputes it, so eager
+stays on the Function, the faster one). Under ``torch.compile`` (static or
+dynamic shapes) and ``torch.export`` (``torch.compiler.is_compiling()``)
+the block is one call of the operator, so there is no graph break and no
+fallback to the generic graph; autocast (the block runs in float32, see
+``layers/statistics.in_float32``) and channels_last inputs reach it too.
+Inside both, on CPU the compiled kernels run, elsewhere (CUDA) the PyTorch
+closed forms. ``torch.jit`` tracing still records the generic graph.
 
 It applies when the squeezes need only these statistics (:data:`FUSABLE`,
 derived from what each squeeze operation declares it reads), which includes
 the paper's block; other genotypes run the generic graph. A second
 derivative (``create_graph=True``) recomputes the block with plain autograd,
-so higher derivatives stay exact.
+so higher derivatives stay exact (for the Function and, in eager mode, the
+operator; AOT autograd, hence ``torch.compile``, has no double backward).
 """
 from .node import fused_sase
+from .op import fused_sase_op
 from .tape import FUSABLE, NotFusable, fusable
 
-__all__ = ['FUSABLE', 'NotFusable', 'fusable', 'fused_sase']
+__all__ = ['FUSABLE', 'NotFusable', 'fusable', 'fused_sase', 'fused_sase_op']

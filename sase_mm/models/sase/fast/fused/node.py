@@ -35,14 +35,10 @@ class _FusedSASE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, block, *params):
-        tape, (s2, s5) = _tape_forward(block, x)
+        tape, s2, s5, out = _fused_output(block, x)
         ctx.block, ctx.state = block, (tape, s2, s5)
         ctx.save_for_backward(x, *params)
-        a, b = residual_factors(s2.detach(), s5.detach())
-        if tape.kernels is not None:
-            # (B, C, H, W) already: a view here would forbid ``out += id``.
-            return tape.kernels.scale(tape.x, *_rows(a, b))
-        return residual(x, a, b)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
@@ -71,6 +67,18 @@ def _tape_forward(block: nn.Module, x: torch.Tensor):
         maps = sase_maps(tape.x, block.edge_fn, block.mixer,
                          stats=tape.stats, gated=tape.gated)
     return tape, maps
+
+
+def _fused_output(block: nn.Module, x: torch.Tensor):
+    """(tape, s2, s5, out): the tape of ``block`` on x, its maps and the
+    block output x * (1 + s2 / 2 + s5 / 2) (by the ``scale`` kernel where
+    the kernels run). Shared with the operator form (``op.py``)."""
+    tape, (s2, s5) = _tape_forward(block, x)
+    a, b = residual_factors(s2.detach(), s5.detach())
+    if tape.kernels is not None:
+        # (B, C, H, W) already: a view here would forbid ``out += id``.
+        return tape, s2, s5, tape.kernels.scale(tape.x, *_rows(a, b))
+    return tape, s2, s5, residual(x, a, b)
 
 
 def _tape_backward(tape: _Tape, s2, s5, x, params, grad, needs_input_grad):
