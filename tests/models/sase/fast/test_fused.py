@@ -18,6 +18,7 @@ from collections import OrderedDict
 import pytest
 import torch
 import torch.nn as nn
+from fused_blocks import perturbed_sase
 
 import sase_mm.models.sase.block as block_mod
 import sase_mm.models.sase.fast.fused as fused_mod
@@ -70,13 +71,7 @@ def path(request, monkeypatch):
     return request.param
 
 
-def _block(genotype, c=16, dtype=torch.float64, seed=0):
-    torch.manual_seed(seed)
-    block = SASE(c, genotype=genotype, spatial_size=(5, 6)).to(dtype)
-    with torch.no_grad():  # off the symmetric init, so nothing cancels
-        for p in block.parameters():
-            p.add_(0.2 * torch.randn_like(p))
-    return block
+_block = perturbed_sase
 
 
 def _run(block, x, grad, generic):

@@ -19,6 +19,7 @@ from weakref import WeakValueDictionary
 import pytest
 import torch
 import torch._dynamo
+from fused_blocks import perturbed_sase
 import torch._dynamo.testing
 from torch._dynamo.backends.common import aot_autograd
 
@@ -46,13 +47,8 @@ def path(request, monkeypatch):
     return request.param
 
 
-def _block(genotype=PAPER, c=16, dtype=torch.float64, seed=0, **kw):
-    torch.manual_seed(seed)
-    block = SASE(c, genotype=genotype, spatial_size=(5, 6), **kw).to(dtype)
-    with torch.no_grad():  # off the symmetric init, so nothing cancels
-        for p in block.parameters():
-            p.add_(0.2 * torch.randn_like(p))
-    return block
+def _block(genotype=PAPER, **kwargs):
+    return perturbed_sase(genotype, **kwargs)
 
 
 def _run(block, fn, x, grad):

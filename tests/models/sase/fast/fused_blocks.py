@@ -1,0 +1,18 @@
+"""The fixed SASE blocks of the fused-path tests (SASE, arXiv 2411.08333):
+``tests/models/sase/fast/test_fused.py`` (the node) and ``test_fused_op.py``
+(the operator) compare the same blocks."""
+import torch
+
+from sase_mm.models.sase import SASE
+
+
+def perturbed_sase(genotype, c=16, dtype=torch.float64, seed=0, **kwargs):
+    """``SASE(c, genotype, spatial_size=(5, 6), **kwargs)`` in ``dtype``,
+    every parameter moved off its symmetric init (by 0.2 N(0, 1)) so that
+    no gradient term cancels by symmetry."""
+    torch.manual_seed(seed)
+    block = SASE(c, genotype=genotype, spatial_size=(5, 6), **kwargs).to(dtype)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return block
