@@ -10,6 +10,7 @@ of an mmdet ResNet.
 import torch
 import torch.nn as nn
 
+from ..layers.dims import to_size
 from ..layers.registration import register_model
 from ..layers.statistics import in_float32
 from .dag import SpatialMixer, sase_dag
@@ -56,11 +57,9 @@ class SASE(nn.Module):
         self.mixer = SpatialMixer(affine=True)
         # What the operator form needs to rebuild the block where it is not
         # alive (an exported program loaded elsewhere): fast/fused/op.py.
-        size = spatial_size
         self._op_config = dict(  # JSON: plain ints, lists, strings
             in_channels=int(in_channels), genotype=list(self.genotype),
-            spatial_size=(None if size is None else int(size) if isinstance(
-                size, int) else [int(s) for s in size]),
+            spatial_size=list(to_size(spatial_size)),
             fc_sigmoid=bool(fc_sigmoid))
 
     def edge_fn(self, i: int, inp, stats):

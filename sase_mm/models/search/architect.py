@@ -31,8 +31,8 @@ The model is a ``DARTSSearch``-like object: ``supernet`` (the weights),
 loss of the supernet, with the parameters and buffers substituted).
 """
 from contextlib import nullcontext
-from typing import Callable, ContextManager, Dict, List, Optional, Sequence
-from typing import Tuple
+from typing import (Callable, ContextManager, Dict, List, Optional,
+                    Sequence, Tuple)
 
 import torch
 

@@ -18,7 +18,7 @@ from collections import OrderedDict
 import pytest
 import torch
 import torch.nn as nn
-from fused_blocks import perturbed_sase
+from fused_blocks import PAPER, perturbed_sase
 
 import sase_mm.models.sase.block as block_mod
 import sase_mm.models.sase.fast.fused as fused_mod
@@ -44,7 +44,6 @@ from sase_mm.models.sase.fast.kernels import fused_kernels
 from sase_mm.models.sase.space import (CHANNEL_SQUEEZE, EDGES,
                                        SPATIAL_SQUEEZE, OpSet, OpSpec)
 
-PAPER = ['gap_gmp', 'fc', 'affine', 'l4_pool', 'gap', 'conv_3x3_x2']
 COMBOS = list(itertools.product(sorted(FUSABLE[0]), sorted(FUSABLE[3]),
                                  sorted(FUSABLE[4])))
 

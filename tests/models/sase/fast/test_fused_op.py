@@ -19,7 +19,7 @@ from weakref import WeakValueDictionary
 import pytest
 import torch
 import torch._dynamo
-from fused_blocks import perturbed_sase
+from fused_blocks import PAPER, perturbed_sase
 import torch._dynamo.testing
 from torch._dynamo.backends.common import aot_autograd
 
@@ -29,7 +29,6 @@ from sase_mm.models.sase import SASE
 from sase_mm.models.sase.fast.fused import fusable
 from sase_mm.models.sase.fast.fused.op import fused_sase_op, op_key
 
-PAPER = ['gap_gmp', 'fc', 'affine', 'l4_pool', 'gap', 'conv_3x3_x2']
 # Another fusable block: other squeezes on the three squeeze edges (central
 # moments, the gated mean) and other excitations.
 OTHER = ['gap_skew', 'conv1d_k3', 'fc', 'gap', 'gap_std', 'sep_conv_3']
@@ -47,8 +46,7 @@ def path(request, monkeypatch):
     return request.param
 
 
-def _block(genotype=PAPER, **kwargs):
-    return perturbed_sase(genotype, **kwargs)
+_block = perturbed_sase
 
 
 def _run(block, fn, x, grad):

@@ -47,7 +47,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .node import _fused_output, _tape_backward, _tape_forward
+from .node import (_fused_output, _plain_backward, _tape_backward,
+                   _tape_forward)
 
 #: key -> live block (weak: the registry never keeps a block alive).
 _BLOCKS: 'WeakValueDictionary[str, nn.Module]' = WeakValueDictionary()
@@ -212,18 +213,17 @@ _fused_sase.register_autograd(_backward, setup_context=_setup_context)
 def _generic_grads(key, x, params, buffers, training, grad, need_x,
                    need_params):
     """dL/dx and dL/dparams through the generic graph, differentiable
-    (``create_graph=True``); the recomputation updates copies of the BN
-    buffers."""
+    (``create_graph=True``): the node's own double backward
+    (``node._plain_backward``, which recomputes on copies of the BN
+    buffers), run on the block with the saved tensors in place; a wanted
+    gradient the output does not reach is zero."""
     block = _block_of(key)
-    inputs = [x] + list(params)
-    wanted = [i for i, n in enumerate([need_x, *need_params]) if n]
-    with _substituted(block, params, [b.clone() for b in buffers], training):
-        out = block.forward_generic(x)
-    got = torch.autograd.grad(out, [inputs[i] for i in wanted], grad,
-                              create_graph=True, allow_unused=True)
-    result = [None] * len(inputs)
-    for i, g in zip(wanted, got):
-        result[i] = torch.zeros_like(inputs[i]) if g is None else g
+    needs = [need_x, *need_params]
+    with _substituted(block, params, buffers, training):
+        got = _plain_backward(block, x, params, grad,
+                              (need_x, False, *need_params))
+    result = [torch.zeros_like(t) if n and g is None else g
+              for t, g, n in zip([x, *params], got, needs)]
     return result[0], result[1:]
 
 
