@@ -300,6 +300,34 @@ def test_key_without_block_or_config_fails_clearly():
             list(block.buffers()), '#0', False)
 
 
+@pytest.mark.parametrize('config,match', [
+    ('not json', 'not JSON'),
+    ('[1, 2]', 'exactly the fields'),
+    ('{"in_channels": 16}', 'exactly the fields'),
+    # a genotype string would be read as a path: refused before SASE sees it
+    ('{"in_channels": 16, "genotype": "/etc/passwd", "spatial_size": [5, 6],'
+     ' "fc_sigmoid": false}', 'genotype must be a list of operation names'),
+    ('{"in_channels": true, "genotype": [], "spatial_size": [5, 6],'
+     ' "fc_sigmoid": false}', 'in_channels must be a positive int'),
+    ('{"in_channels": 16, "genotype": [], "spatial_size": [5],'
+     ' "fc_sigmoid": false}', r'spatial_size must be \[H, W\]'),
+    ('{"in_channels": 16, "genotype": [], "spatial_size": [5, 6],'
+     ' "fc_sigmoid": 1}', 'fc_sigmoid must be true or false'),
+    ('{"in_channels": 16, "genotype": [], "spatial_size": [5, 6],'
+     ' "fc_sigmoid": false, "extra": 1}', 'exactly the fields'),
+])
+def test_crafted_key_of_an_exported_program_is_refused(config, match,
+                                                       monkeypatch):
+    """A key whose block is gone comes from a file (an exported program):
+    its constructor arguments are checked before a block is built."""
+    monkeypatch.setattr(op_mod, '_TEMPLATES', {})
+    block = _block(dtype=torch.float32)
+    with pytest.raises(ValueError, match=match):
+        FWD(torch.randn(2, 16, 5, 6), list(block.parameters()),
+            list(block.buffers()), config + '#0', False)
+    assert not op_mod._TEMPLATES
+
+
 def test_op_key_is_marked_as_torch_compiler_would():
     """``op_key`` sets dynamo's constant-result mark itself (the public
     decorator imports torch._dynamo); it must be the decorator's mark."""

@@ -90,9 +90,52 @@ def _block_of(key: str) -> nn.Module:
             f'has no constructor arguments to rebuild it from')
     if config not in _TEMPLATES:
         from ...block import SASE
+        kwargs = _parse_config(config)
         with torch.device('meta'):  # every tensor is an operator argument
-            _TEMPLATES[config] = SASE(**json.loads(config), fused=False)
+            _TEMPLATES[config] = SASE(**kwargs, fused=False)
     return _TEMPLATES[config]
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+#: What a key's constructor arguments may hold (``SASE._op_config``), as
+#: (check, what is valid). A key comes from an exported program, i.e. a
+#: file: it is parsed and checked, never handed over as it stands (a
+#: genotype string, for one, would be read as a path).
+_CONFIG_FIELDS = {
+    'in_channels': (_is_int, 'a positive int'),
+    'genotype': (lambda v: isinstance(v, list) and all(
+        isinstance(o, str) for o in v), 'a list of operation names'),
+    'spatial_size': (lambda v: isinstance(v, list) and len(v) == 2 and all(
+        _is_int(n) for n in v), '[H, W] of positive ints'),
+    'fc_sigmoid': (lambda v: isinstance(v, bool), 'true or false'),
+}
+
+
+def _parse_config(config: str) -> dict:
+    """The SASE constructor arguments in a key, checked field by field.
+
+    Raises:
+        ValueError: not a JSON object of exactly :data:`_CONFIG_FIELDS`'s
+            fields, or a field that is not what it must be.
+    """
+    where = 'sase_mm::fused_sase: the block key\'s constructor arguments'
+    try:
+        kwargs = json.loads(config)
+    except ValueError as e:
+        raise ValueError(f'{where} are not JSON ({e})') from None
+    if not isinstance(kwargs, dict) or set(kwargs) != set(_CONFIG_FIELDS):
+        got = (sorted(kwargs) if isinstance(kwargs, dict) else
+               type(kwargs).__name__)
+        raise ValueError(f'{where} must be a JSON object with exactly the '
+                         f'fields {sorted(_CONFIG_FIELDS)}, got {got}')
+    for name, (ok, valid) in _CONFIG_FIELDS.items():
+        if not ok(kwargs[name]):
+            raise ValueError(f'{where}: {name} must be {valid}, got '
+                             f'{kwargs[name]!r:.80}')
+    return kwargs
 
 
 @contextmanager
