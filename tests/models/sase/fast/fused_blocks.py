@@ -1,9 +1,14 @@
-"""The fixed SASE blocks of the fused-path tests (SASE, arXiv 2411.08333):
-``tests/models/sase/fast/test_fused.py`` (the node) and ``test_fused_op.py``
-(the operator) compare the same blocks."""
+"""The fixed SASE blocks and the kernel check of the fused-path tests (SASE,
+arXiv 2411.08333): ``tests/models/sase/fast/test_fused.py`` (the node) and
+``test_fused_op.py`` (the operator) compare the same blocks, through the
+same two paths (``conftest.py``'s ``path``)."""
+import os
+
+import pytest
 import torch
 
 from sase_mm.models.sase import SASE
+from sase_mm.models.sase.fast import kernels as kernels_mod
 
 #: The paper's block (docs/spec.md section 4), as operation names.
 PAPER = ['gap_gmp', 'fc', 'affine', 'l4_pool', 'gap', 'conv_3x3_x2']
@@ -19,3 +24,14 @@ def perturbed_sase(genotype=PAPER, c=16, dtype=torch.float64, seed=0, **kwargs):
         for p in block.parameters():
             p.add_(0.2 * torch.randn_like(p))
     return block
+
+
+def built_kernels():
+    """The compiled kernels; their absence is a failure unless switched off
+    on purpose (``SASE_MM_NO_EXT=1``), which skips with that reason."""
+    if os.environ.get('SASE_MM_NO_EXT', '') not in ('', '0'):
+        pytest.skip('SASE_MM_NO_EXT is set: compiled kernels switched off')
+    kernels = kernels_mod.fused_kernels()
+    assert kernels is not None, \
+        f'kernels did not build: {kernels_mod._state["error"]}'
+    return kernels

@@ -12,17 +12,16 @@ import; and each compiled kernel is paired with the Python definition it
 restates (:data:`KERNEL_PAIRS`).
 """
 import itertools
-import os
 from collections import OrderedDict
 
 import pytest
 import torch
 import torch.nn as nn
 from fused_blocks import PAPER, perturbed_sase
+from fused_blocks import built_kernels as _kernels
 
 import sase_mm.models.sase.block as block_mod
 import sase_mm.models.sase.fast.fused as fused_mod
-import sase_mm.models.sase.fast.fused.dispatch as dispatch_mod
 import sase_mm.models.sase.fast.fused.tape as tape_mod
 import sase_mm.models.sase.genotype as genotype_mod
 from sase_mm.models.layers.dims import C_DIMS, HW_DIMS
@@ -33,41 +32,17 @@ from sase_mm.models.layers.statistics import (Amax, CentralSums,
 from sase_mm.models.sase import SASE
 from sase_mm.models.sase.dag import (residual, residual_factors,
                                      residual_map_grads)
-from sase_mm.models.sase.fast import kernels as kernels_mod
 from sase_mm.models.sase.fast.fused import FUSABLE, fusable
 from sase_mm.models.sase.fast.fused.dispatch import (COMBINE_SLOTS,
                                                      _combine_slots,
                                                      _kernel_input_grad,
                                                      _rows)
 from sase_mm.models.sase.fast.fused.input_grad import _input_grad
-from sase_mm.models.sase.fast.kernels import fused_kernels
 from sase_mm.models.sase.space import (CHANNEL_SQUEEZE, EDGES,
                                        SPATIAL_SQUEEZE, OpSet, OpSpec)
 
 COMBOS = list(itertools.product(sorted(FUSABLE[0]), sorted(FUSABLE[3]),
                                  sorted(FUSABLE[4])))
-
-
-def _kernels():
-    """The compiled kernels; their absence is a failure unless switched off
-    on purpose (``SASE_MM_NO_EXT=1``), which skips with that reason."""
-    if os.environ.get('SASE_MM_NO_EXT', '') not in ('', '0'):
-        pytest.skip('SASE_MM_NO_EXT is set: compiled kernels switched off')
-    kernels = fused_kernels()
-    assert kernels is not None, \
-        f'kernels did not build: {kernels_mod._state["error"]}'
-    return kernels
-
-
-@pytest.fixture(params=['kernels', 'torch'])
-def path(request, monkeypatch):
-    """Runs a test through the compiled kernels and through the PyTorch
-    closed forms (kernels hidden)."""
-    if request.param == 'kernels':
-        _kernels()
-    else:
-        monkeypatch.setattr(dispatch_mod, 'fused_kernels', lambda: None)
-    return request.param
 
 
 _block = perturbed_sase

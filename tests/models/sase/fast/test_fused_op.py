@@ -23,7 +23,6 @@ from fused_blocks import PAPER, perturbed_sase
 import torch._dynamo.testing
 from torch._dynamo.backends.common import aot_autograd
 
-import sase_mm.models.sase.fast.fused.dispatch as dispatch_mod
 import sase_mm.models.sase.fast.fused.op as op_mod
 from sase_mm.models.sase import SASE
 from sase_mm.models.sase.fast.fused import fusable
@@ -36,14 +35,6 @@ GENOTYPES = {'paper': PAPER, 'other': OTHER}
 SHAPES = ((14, 14), (10, 12), (9, 7))
 FWD = torch.ops.sase_mm.fused_sase
 BWD = torch.ops.sase_mm.fused_sase_backward
-
-
-@pytest.fixture(params=['kernels', 'torch'])
-def path(request, monkeypatch):
-    """Through the compiled kernels and through the PyTorch closed forms."""
-    if request.param == 'torch':
-        monkeypatch.setattr(dispatch_mod, 'fused_kernels', lambda: None)
-    return request.param
 
 
 _block = perturbed_sase
