@@ -3,7 +3,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test lint bench
 
 setup:
 	bash tools/setup_env.sh
@@ -15,5 +15,15 @@ demo: setup
 test: setup
 	$(PYTHON) -m pytest tests -q -p no:cacheprovider -n 2
 
+# Code style (ruff, pinned; settings in pyproject.toml). CI runs it first.
+lint: setup
+	$(PYTHON) -m ruff check .
+
 bench: setup
 	$(PYTHON) benchmarks/block_latency.py
+
+# The wheels that tools/device/gpu_check.sh installs on a GPU machine with no
+# network (docs/gpu.md): fills the git-ignored device_wheels/.
+.PHONY: device-wheels
+device-wheels:
+	bash tools/device/fetch_wheels.sh

@@ -1,4 +1,5 @@
-"""sase_mm: SASE attention search and blocks for OpenMMLab (arXiv 2411.08333)."""
+"""sase_mm: SASE attention search and blocks for OpenMMLab (arXiv
+2411.08333)."""
 import os
 import shutil
 
@@ -11,24 +12,30 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def add_mim_extension():
     """Checks the committed ``sase_mm/.mim`` layout that lets mmengine resolve
-    ``sase_mm::path/to/config.py`` (it looks under ``pkg/.mim/configs`` and
-    reads ``pkg/.mim/model-index.yml``): ``configs`` and ``tools`` are
-    committed symlinks to the repository's own folders, so a fresh clone and
-    an editable install need nothing generated. Where symlinks are not
-    available (a source archive on some systems) they are re-created, or
-    copied as a last resort."""
+    ``sase_mm::path/to/config.py`` in a ``_base_`` and in ``get_config``
+    (``mmengine.hub``: it reads ``pkg/.mim/model-index.yml`` and the
+    metafiles it imports, and looks under ``pkg/.mim/configs``): ``configs``,
+    ``tools`` and ``model-index.yml`` are committed symlinks to the
+    repository's own, so a fresh clone and an editable install need nothing
+    generated. Where symlinks are not available (a source archive on some
+    systems) they are re-created, or copied as a last resort."""
     mim = os.path.join(HERE, 'sase_mm', '.mim')
     os.makedirs(mim, exist_ok=True)
-    for name in ('configs', 'tools'):
+    for name in ('configs', 'tools', 'model-index.yml'):
         src, dst = os.path.join(HERE, name), os.path.join(mim, name)
-        if not os.path.exists(src) or os.path.isdir(dst):
+        if not os.path.exists(src) or (
+                os.path.isdir(dst) if os.path.isdir(src)
+                else os.path.isfile(dst)):
             continue  # intact (a working symlink or a copy)
         if os.path.lexists(dst):
-            os.remove(dst)  # a broken link or a plain file
+            os.remove(dst)  # a broken link, or a file for a folder
         try:
             os.symlink(os.path.relpath(src, mim), dst)
         except OSError:
-            shutil.copytree(src, dst)
+            if os.path.isdir(src):
+                shutil.copytree(src, dst)
+            else:
+                shutil.copyfile(src, dst)
 
 
 class BuildPy(build_py):

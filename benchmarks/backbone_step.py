@@ -8,7 +8,7 @@ SASE: Searching Architecture for Squeeze and Excitation operations
 repetition in alternating order, and the medians compared, so the ratios
 share the machine's load.
 
-Targets (issue 3): SASE-ResNet-50 at most 1.20x the plain ResNet-50 and at
+Targets: SASE-ResNet-50 at most 1.20x the plain ResNet-50 and at
 most 1.10x SE-ResNet-50 (the reference implementation: 1.43x and 1.31x).
 
 Usage::
@@ -35,18 +35,15 @@ import argparse
 import functools
 import os
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import sase_mm  # noqa: E402,F401
-from interleave import interleaved, timed  # noqa: E402
-from sase_mm.models.backbones import SASEResNet  # noqa: E402
+import sase_mm  # noqa: F401
+from interleave import interleaved, timed
+from sase_mm.models.backbones import SASEResNet
 
 TARGET_PLAIN, TARGET_SE = 1.20, 1.10
 

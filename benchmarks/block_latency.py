@@ -8,7 +8,7 @@ ResNet-50 stage shapes (batch 8), on 2 CPU threads. The two candidates are
 interleaved repetition by repetition and the medians compared, so the
 printed ratios are measured in one run under the same machine load.
 
-Target (issue 2): SASE at most 3x SE at every shape. SASE runs as it
+Target: SASE at most 3x SE at every shape. SASE runs as it
 trains by default: the fused node of ``models/sase/fast/fused/`` (with the
 compiled CPU kernels when they are built); the generic autograd graph
 (``SASE(C, fused=False)``, the same values) is timed beside it for
@@ -20,19 +20,15 @@ Usage::
 """
 import argparse
 import functools
-import os
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn as nn
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from interleave import interleaved  # noqa: E402
-from sase_mm.models.sase import SASE  # noqa: E402
-from sase_mm.models.attention_zoo import SE  # noqa: E402
+from interleave import interleaved
+from sase_mm.models.sase import SASE
+from sase_mm.models.attention_zoo import SE
 
 # ResNet-50 stage outputs (C, H, W) at 224x224 input.
 SHAPES = ((256, 56, 56), (512, 28, 28), (1024, 14, 14), (2048, 7, 7))

@@ -26,9 +26,7 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from interleave import interleaved  # noqa: E402
+from interleave import interleaved
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

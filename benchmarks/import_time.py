@@ -1,7 +1,7 @@
 """What importing sase_mm costs, against ``import torch``, in one run.
 
-SASE (arXiv 2411.08333): the blocks (``sase_mm.models.sase``, the old path
-``sase_mm.models.attention``) and the attention zoo are plain PyTorch and
+SASE (arXiv 2411.08333): the blocks (``sase_mm.models.sase``) and the
+attention zoo are plain PyTorch and
 must not pay for the OpenMMLab stack; ``import sase_mm`` sets up the mm
 side (registries, the safe checkpoint loader, ``sase_mm::`` configs) and
 imports mmdet / mmpretrain only when one of their modules is first needed.
@@ -20,15 +20,13 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from interleave import interleaved  # noqa: E402
+from interleave import interleaved
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CANDIDATES = {
     'import torch': 'import torch',
-    'from sase_mm.models.attention import SASE, SASESearch':
-    'import torch; from sase_mm.models.attention import SASE, SASESearch',
+    'from sase_mm.models.sase import SASE, SASESearch':
+    'import torch; from sase_mm.models.sase import SASE, SASESearch',
     'import sase_mm': 'import torch; import sase_mm',
     'import sase_mm + a backbone (mmpretrain)':
     'import torch, sase_mm; from sase_mm.registry import MODELS; '

@@ -54,12 +54,10 @@ import torch
 import torch.nn.functional as F
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import sase_mm  # noqa: E402,F401
-from sase_mm.registry import MODELS  # noqa: E402
-
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from interleave import interleaved, timed  # noqa: E402
+import sase_mm  # noqa: F401
+from interleave import interleaved, timed
+from sase_mm.models.sase import mixing
+from sase_mm.registry import MODELS
 
 TARGETS = dict(supernet_vs_plain=4.0, first_vs_supernet=2.05,
                second_vs_supernet=5.1, second_vs_first_memory=1.3)
@@ -104,7 +102,11 @@ def training_step(model, x, y, weights_fn=None):
 
     def step():
         opt.zero_grad()
-        out = model(x) if weights_fn is None else model(x, weights_fn())
+        if weights_fn is None:
+            out = model(x)
+        else:  # bound for the pass, as the search's weight step does
+            with mixing(model.arch_alphas, weights_fn()):
+                out = model(x)
         F.cross_entropy(out, y).backward()
         opt.step()
 

@@ -96,7 +96,7 @@ def one_try(rng: random.Random, hook: str, aim: bool, run_s: float) -> dict:
         _, err = resumed.communicate()
         ok = resumed.returncode == 0
         if ok:
-            from sase_mm.utils.checkpoint_files import check_readable
+            from sase_mm.apis.resume import check_readable
             last = os.path.join(work, f'epoch_{EPOCHS}.pth')
             ok = check_readable(last) == ''
         return dict(killed=killed, during=during, ok=ok,

@@ -35,8 +35,8 @@ else:
     install_mmengine_loader()
     register_mim_package()
 
-_SUBPACKAGES = ('datasets', 'engine', 'evaluation', 'models', 'registry',
-                'utils')
+_SUBPACKAGES = ('apis', 'datasets', 'engine', 'evaluation', 'models',
+                'registry', 'utils', 'visualization')
 
 
 def __getattr__(name: str):

@@ -1,4 +1,4 @@
-"""sase_mm's registries: children of mmengine's roots under the scope ``sase_mm``.
+"""sase_mm's registries: children of mmengine's roots, scope ``sase_mm``.
 
 Being children of the roots (not of mmdet's or mmpretrain's registries) makes
 ``type='sase_mm.X'`` resolve from any OpenMMLab scope: under
@@ -19,7 +19,8 @@ from mmengine.registry import \
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='sase_mm',
-                  locations=['sase_mm.models.sase',
+                  locations=['sase_mm.models.classifiers',
+                             'sase_mm.models.sase',
                              'sase_mm.models.attention_zoo',
                              'sase_mm.models.backbones',
                              'sase_mm.models.search',

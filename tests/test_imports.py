@@ -28,7 +28,6 @@ def _run(code: str) -> dict:
 
 
 @pytest.mark.parametrize('stmt', [
-    'from sase_mm.models.attention import SASE, SASESearch',
     'from sase_mm.models.sase import SASE, SASESearch, Genotype',
     'from sase_mm.models.attention_zoo import SE, ECA, CBAM',
 ])
@@ -46,7 +45,7 @@ def test_blocks_work_with_torch_and_numpy_only():
     got = _run(WITHOUT_MM + '''
 import json, torch
 import sase_mm
-from sase_mm.models.attention import SASE, SASESearch
+from sase_mm.models.sase import SASE, SASESearch
 from sase_mm.models.attention_zoo import SE
 x = torch.randn(2, 16, 6, 6, requires_grad=True)
 y = SASE(16)(x) + SASESearch(16, spatial_size=6)(x) + SE(16)(x)

@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import sase_mm  # noqa: F401  (registers the plugins)
-from sase_mm.models.sase import SASE, SASESearch
+from sase_mm.models.sase import SASE, SASESearch, bind_alphas
 
 from mmcv.cnn import build_plugin_layer
 from mmdet.registry import MODELS as mmdet_models
@@ -118,13 +118,17 @@ def test_search_block_state_dict_keys():
 
 
 def test_mmdet_resnet50_with_search_plugin_shares_one_alpha():
+    """mmcv builds each plug-in alone (an alpha each); one explicit call
+    binds the first plug-in's alpha to all of them."""
     model = _resnet50('sase_mm.SASESearch')
     model.train()
-    alpha_keys = [k for k in model.state_dict() if 'alphas' in k]
-    assert alpha_keys == ['layer1.0.sase_search.alphas']
     plugins = _plugins(model, SASESearch)
     assert len(plugins) == 16
-    alpha = plugins['layer1.0.sase_search'].arch_alphas
+    assert len({id(p.arch_alphas) for p in plugins.values()}) == 16
+    alpha = bind_alphas(model)
+    alpha_keys = [k for k in model.state_dict() if 'alphas' in k]
+    assert alpha_keys == ['layer1.0.sase_search.alphas']
+    assert alpha is plugins['layer1.0.sase_search'].arch_alphas
     assert all(p.arch_alphas is alpha for p in plugins.values())
     model.eval()  # eval-mode BN: a batch of one is fine
     with torch.no_grad():

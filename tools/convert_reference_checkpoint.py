@@ -8,7 +8,7 @@ configs (``backbone=dict(type='sase_mm.SASEResNet', depth=...)``): with
 ``load_from=DST`` for a classifier or detector, or as a detector backbone's
 ``init_cfg=dict(type='Pretrained', prefix='backbone.', checkpoint=DST)``.
 Key mapping: docs/spec.md section 8 and
-``sase_mm/models/backbones/reference_layout.py``.
+``sase_mm/apis/reference_layout.py``.
 
 Usage::
 
@@ -19,15 +19,12 @@ Exit status 1 with a message naming the offending keys when the checkpoint
 does not match the reference layout (unknown / missing keys, shapes, depth).
 """
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from sase_mm.models.backbones.reference_layout import (  # noqa: E402
-    CLASSIFIER, DETECTOR, ConversionError, convert_checkpoint)
-from sase_mm.utils.safe_checkpoint import \
-    UntrustedCheckpointError  # noqa: E402
+from sase_mm.apis.reference_layout import (CLASSIFIER, DETECTOR,
+                                           ConversionError,
+                                           convert_checkpoint)
+from sase_mm.utils.safe_checkpoint import UntrustedCheckpointError
 
 
 def parse_args(argv=None):

@@ -2,9 +2,9 @@
 
 SASE (arXiv 2411.08333) compares its searched block with "SASE (random)":
 blocks whose six operations are drawn at random. This tool draws N distinct
-genotypes, each edge's operation uniformly from that edge's declared set
-(``sase_mm/models/sase/space.py``), deterministically in the seed, and
-writes each as a genotype file of the accepted form (``genotype = [...]``,
+genotypes, each edge's operation uniformly from that edge's declared set,
+deterministically in the seed (``sase_mm/models/sase/random_genotypes.py``),
+and writes each as a genotype file of the accepted form (``genotype = [...]``,
 read by ``Genotype.load`` and never executed; or JSON), atomically. A file
 drops into a training config by path, like a search's ``genotype.py``::
 
@@ -20,34 +20,8 @@ import argparse
 import json
 import os
 import os.path as osp
-import random
 import sys
 from typing import List
-
-
-def sample(num: int, seed: int) -> List:
-    """``num`` distinct genotypes, each edge uniform over its operations.
-
-    The same (num, seed) gives the same list, and a smaller ``num`` its
-    prefix. Distinct: a draw equal to an earlier one is drawn again.
-    """
-    from sase_mm.models.sase import EDGES, Genotype
-    space = 1
-    for e in EDGES:
-        space *= len(e.op_set)
-    if isinstance(num, bool) or not isinstance(num, int) or \
-            not 1 <= num <= space:
-        raise ValueError(f'--num must be an int in [1, {space}] (the number '
-                         f'of SASE blocks), got {num!r}')
-    rng = random.Random(seed)
-    out, seen = [], set()
-    while len(out) < num:
-        g = Genotype(e.op_set.names[rng.randrange(len(e.op_set))]
-                     for e in EDGES)
-        if g not in seen:
-            seen.add(g)
-            out.append(g)
-    return out
 
 
 def write(genotypes, seed: int, out_dir: str, fmt: str = 'py') -> List[str]:
@@ -84,12 +58,15 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> List[str]:
+    from sase_mm.models.sase.random_genotypes import (num_genotypes,
+                                                      sample_genotypes)
     args = parse_args(argv)
-    try:
-        genotypes = sample(args.num, args.seed)
-    except ValueError as err:
-        print(f'error: {err}', file=sys.stderr)
+    space = num_genotypes()
+    if not 1 <= args.num <= space:
+        print(f'error: --num must be an int in [1, {space}] (the number of '
+              f'SASE blocks), got {args.num!r}', file=sys.stderr)
         sys.exit(1)
+    genotypes = sample_genotypes(args.num, args.seed)
     paths = write(genotypes, args.seed, args.out_dir, args.format)
     for path, g in zip(paths, genotypes):
         print(f'{path}: {g}')
@@ -97,7 +74,4 @@ def main(argv=None) -> List[str]:
 
 
 if __name__ == '__main__':
-    # Run as a script, the tools directory (not the repository) is on the
-    # path; make the checkout importable when sase_mm is not installed.
-    sys.path.insert(1, osp.dirname(osp.dirname(osp.abspath(__file__))))
     main()

@@ -15,17 +15,11 @@ Usage::
     bash tools/dist_search.sh CONFIG 8 [--amp]
 """
 import argparse
-import os.path as osp
-import sys
 
-# Run as a script, the tools directory (not the repository) is on the path;
-# make the checkout importable when sase_mm is not installed.
-sys.path.insert(1, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmengine.config import Config
 
-import sase_mm  # noqa: E402,F401  sase_mm's types and configs, before parsing
-from mmengine.config import Config  # noqa: E402
-
-from sase_mm.utils import tool_args  # noqa: E402
+import sase_mm  # noqa: F401  sase_mm's types and configs, before parsing
+from sase_mm.apis import tool_args
 
 
 def parse_args(argv=None):
@@ -58,8 +52,8 @@ def precheck(cfg: Config) -> None:
     dataloaders' data (a missing set stops with its layout and the exact
     keys to set), the genotype files the config names and the costs file
     of a cost-aware search."""
-    from sase_mm.utils.preflight import (check_cost_file, check_data_paths,
-                                         check_genotype_files)
+    from sase_mm.apis.preflight import (check_cost_file, check_data_paths,
+                                        check_genotype_files)
     loaders = ['train_dataloader', 'train_cfg.search_dataloader']
     if cfg.get('val_cfg') is not None:  # dict() validates too
         loaders.append('val_dataloader')
@@ -73,7 +67,7 @@ def summary(runner) -> str:
     just logged the genotype's files)."""
     from sase_mm.utils.unwrap import unwrap_model
     from sase_mm.engine import GenotypeHook
-    from sase_mm.engine.alpha_plots import decision_summary
+    from sase_mm.visualization.alpha_plots import decision_summary
     genotype = unwrap_model(runner.model).genotype()
     lines = [f'Searched genotype: {genotype}',
              f'  as a list: {list(genotype)}']

@@ -13,6 +13,7 @@ MMENGINE=0.10.7
 MMCV=2.1.0
 MMDET=3.3.0
 MMPRETRAIN=1.2.0
+RUFF=0.17.5
 
 check() {
     # Exit 0 only when every pinned package imports and mmcv's compiled ops run
@@ -30,6 +31,10 @@ for mod, ver in want.items():
 boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]])
 keep = nms(boxes, torch.tensor([0.9, 0.8]), 0.5)[1]
 assert keep.tolist() == [0], keep
+import subprocess  # the linter of make lint
+ruff = subprocess.run([sys.executable, '-m', 'ruff', '--version'],
+                      capture_output=True, text=True).stdout.split()
+assert ruff[-1:] == ['$RUFF'], ruff
 PYEOF
 }
 

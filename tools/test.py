@@ -13,16 +13,11 @@ Usage::
 """
 import argparse
 import os.path as osp
-import sys
 
-# Run as a script, the tools directory (not the repository) is on the path;
-# let a source checkout work without an install.
-sys.path.insert(1, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmengine.config import Config
 
-import sase_mm  # noqa: E402,F401  sase_mm's types and configs, before parsing
-from mmengine.config import Config  # noqa: E402
-
-from sase_mm.utils import tool_args  # noqa: E402
+import sase_mm  # noqa: F401  sase_mm's types and configs, before parsing
+from sase_mm.apis import tool_args
 
 
 def parse_args(argv=None):
@@ -60,8 +55,9 @@ def _dump_metric(cfg, out_file: str):
 
 def main(argv=None):
     """Evaluates; returns the metrics dict (e.g. ``coco/bbox_mAP``)."""
-    from sase_mm.utils.preflight import (check_data_paths,
-                                         check_pretrained_matches)
+    from sase_mm.apis.preflight import (check_data_paths,
+                                        check_pretrained_matches)
+    from sase_mm.utils.unwrap import unwrap_model
     args = parse_args(argv)
     cfg = build_config(args)
     local = '://' not in args.checkpoint
@@ -75,7 +71,8 @@ def main(argv=None):
     if local:
         # mmengine loads non-strictly (a warning); a checkpoint of another
         # model would give meaningless numbers, so stop instead.
-        check_pretrained_matches(tool_args.unwrap(runner.model), dict(checkpoint=args.checkpoint),
+        check_pretrained_matches(unwrap_model(runner.model),
+                                 dict(checkpoint=args.checkpoint),
                                  ignore_unexpected=(),
                                  what='the CHECKPOINT argument')
     if dump is not None:

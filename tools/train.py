@@ -13,16 +13,11 @@ Usage::
 """
 import argparse
 import os.path as osp
-import sys
 
-# Run as a script, the tools directory (not the repository) is on the path;
-# let a source checkout work without an install.
-sys.path.insert(1, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmengine.config import Config
 
-import sase_mm  # noqa: E402,F401  sase_mm's types and configs, before parsing
-from mmengine.config import Config  # noqa: E402
-
-from sase_mm.utils import tool_args  # noqa: E402
+import sase_mm  # noqa: F401  sase_mm's types and configs, before parsing
+from sase_mm.apis import tool_args
 
 
 def parse_args(argv=None):
@@ -58,15 +53,17 @@ def build_config(args) -> Config:
 
 def main(argv=None):
     """Trains; returns the Runner (after training) for scripting."""
-    from sase_mm.utils.preflight import (check_data_paths,
-                                         check_pretrained_exists,
-                                         check_pretrained_matches,
-                                         pretrained_init_cfg)
+    from sase_mm.apis.preflight import (check_data_paths,
+                                        check_pretrained_exists,
+                                        check_pretrained_matches,
+                                        pretrained_init_cfg)
+    from sase_mm.utils.unwrap import unwrap_model
     args = parse_args(argv)
     cfg = build_config(args)
 
-    loaders = ['train_dataloader'] + (['val_dataloader']
-                                      if cfg.get('val_cfg') is not None else [])
+    loaders = ['train_dataloader']
+    if cfg.get('val_cfg') is not None:
+        loaders.append('val_dataloader')
     check_data_paths(cfg, loaders)
     check_pretrained_exists(cfg)
 
@@ -74,7 +71,7 @@ def main(argv=None):
 
     init_cfg = pretrained_init_cfg(cfg.model)
     if init_cfg is not None and osp.isfile(str(init_cfg['checkpoint'])):
-        check_pretrained_matches(tool_args.unwrap(runner.model).backbone,
+        check_pretrained_matches(unwrap_model(runner.model).backbone,
                                  init_cfg)
 
     runner.train()

@@ -17,8 +17,6 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(1, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(

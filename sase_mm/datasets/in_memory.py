@@ -50,6 +50,10 @@ class InMemoryClassification(Dataset):
         self.flip = flip
         self.metainfo = dict(classes=tuple(classes))
 
+    def full_init(self) -> None:
+        """Nothing to load: the data is in memory. (mmengine's dataset
+        wrappers, e.g. ``ConcatDataset``, call it.)"""
+
     def __len__(self) -> int:
         return len(self.labels)
 

@@ -1,6 +1,6 @@
 """Mixed precision on CPU: an optim wrapper with bfloat16 autocast.
 
-SASE (arXiv 2411.08333); issue 10. mmengine's ``AmpOptimWrapper`` refuses
+SASE (arXiv 2411.08333). mmengine's ``AmpOptimWrapper`` refuses
 to build without a GPU (it asserts CUDA / NPU / MLU / MUSA). On CPU,
 ``tools/train.py --amp`` and ``tools/search.py --amp`` use this instead:
 the same ``optim_context`` (autocast around the forward pass), on the CPU,

@@ -18,7 +18,9 @@ trains the weights alone for the first k epochs (NNI's DARTS warm-up): the
 loop sets the model's ``freeze_alphas`` flag for those epochs, from the
 epoch counter (so a search resumed mid-warm-up stays frozen), and the
 model's ``train_step`` then skips the alpha step, leaving alpha and its
-optimizer's state bit-identical.
+optimizer's state bit-identical. Every epoch it also tells the model how far
+the search is (``search_progress = epoch / max_epochs``), which the
+Beta-Decay schedule reads.
 """
 import logging
 from typing import Dict, Union
@@ -102,9 +104,22 @@ class DARTSLoop(EpochBasedTrainLoop):
         self.allow_alpha_lr_schedule = allow_alpha_lr_schedule
 
     def run(self):
-        """Checks the set-up, then runs mmengine's epoch loop."""
+        """Checks the set-up, then runs mmengine's epoch loop; a search
+        stopped early (``stop_training``, e.g. by GenotypeHook's
+        ``stop_when_decided``) validates its last epoch too."""
         self.check_set_up()
-        return super().run()
+        self.runner.call_hook('before_train')
+        while self._epoch < self._max_epochs and not self.stop_training:
+            self.run_epoch()
+            self._decide_current_val_interval()
+            if (self.runner.val_loop is not None
+                    and self._epoch >= self.val_begin
+                    and (self._epoch % self.val_interval == 0
+                         or self._epoch == self._max_epochs
+                         or self.stop_training)):
+                self.runner.val_loop.run()
+        self.runner.call_hook('after_train')
+        return self.runner.model
 
     def check_set_up(self) -> None:
         """The search contract on the runner's model, optimizers and
@@ -126,9 +141,12 @@ class DARTSLoop(EpochBasedTrainLoop):
         self.runner.model.train()
         _set_epoch(self.dataloader, self._epoch)
         _set_epoch(self.search_dataloader, self._epoch)
+        model = unwrap_model(self.runner.model)
+        if hasattr(model, 'search_progress'):
+            model.search_progress = self._epoch / self._max_epochs
         if self.warmup_epochs:
             frozen = self._epoch < self.warmup_epochs
-            unwrap_model(self.runner.model).freeze_alphas = frozen
+            model.freeze_alphas = frozen
             if frozen:
                 print_log(f'DARTSLoop: warm-up epoch {self._epoch + 1} of '
                           f'{self.warmup_epochs}: weight steps only, alpha '

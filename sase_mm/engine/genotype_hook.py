@@ -2,7 +2,7 @@
 
 SASE (arXiv 2411.08333): the searched block is the argmax of each row of the
 shared (6, 7) alpha (docs/spec.md section 3). The hook derives nothing
-itself: it asks the search model (unwrapped; ``is_searchable``) for
+itself: it asks the search model (unwrapped; ``is_search_model``) for
 ``genotype()``, ``mix()`` (softmax(alpha)) and ``arch_alphas``. Every
 ``interval`` epochs it logs the genotype and softmax(alpha) (logger, and
 every visualizer backend through ``add_scalars``) and writes, atomically, in
@@ -23,6 +23,13 @@ every visualizer backend through ``add_scalars``) and writes, atomically, in
   end, from mmengine's scalar log).
 
 At the end of the search it logs the final genotype and these paths.
+
+Beyond the paper (off by default, docs/search_options.md):
+``stop_when_decided=N`` ends the search early, as mmengine's
+``EarlyStoppingHook`` does (``train_loop.stop_training``), once every edge
+has been decided (margin >= ``margin_threshold``) with the same genotype at
+the end of N consecutive epochs; ``DARTSLoop`` then validates the last
+epoch.
 """
 import json
 import os
@@ -32,15 +39,16 @@ import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
-from ..models.layers.builder import is_searchable
 from ..models.sase import EDGES, Genotype
+from ..models.search.contract import is_search_model
 from ..models.search.guard import FIXES, SearchDiverged, is_finite
 from ..registry import HOOKS
 from ..utils.atomic import atomic_write_text
 from ..utils.unwrap import unwrap_model
-from .alpha_plots import (decision_summary, edge_margins, plot_alpha_heatmap,
-                          plot_alpha_history)
-from .curves import plot_run_curves
+from ..visualization.alpha_plots import (decision_summary, edge_margins,
+                                         plot_alpha_heatmap,
+                                         plot_alpha_history)
+from ..visualization.curves import plot_run_curves
 
 FILES = dict(json='genotype.json', config='genotype.py',
              heatmap='alphas_heatmap.png', history='alphas_history.png',
@@ -78,13 +86,30 @@ class GenotypeHook(Hook):
             header then gives the two lines of a config that trains it.
         attn_key (str): where that config's attention config is
             (``'model.backbone.attn_cfg'``).
+        stop_when_decided (int): beyond the paper: stop the search once
+            every edge has been decided, with the same genotype, at the end
+            of this many consecutive epochs (needs ``interval=1``); 0 (the
+            paper's): run every epoch.
     """
     priority = 'LOW'
 
     def __init__(self, interval: int = 1, out_dir: Optional[str] = None,
                  plot: bool = True, margin_threshold: float = 0.02,
                  train_config: Optional[str] = None,
-                 attn_key: str = 'model.backbone.attn_cfg'):
+                 attn_key: str = 'model.backbone.attn_cfg',
+                 stop_when_decided: int = 0):
+        if isinstance(stop_when_decided, bool) or not isinstance(
+                stop_when_decided, int) or stop_when_decided < 0:
+            raise ValueError(
+                f'GenotypeHook stop_when_decided must be an int >= 0 '
+                f'(epochs every edge must stay decided; 0: off), got '
+                f'{stop_when_decided!r}')
+        if stop_when_decided and interval != 1:
+            raise ValueError(
+                f'GenotypeHook stop_when_decided counts epochs, so it needs '
+                f'interval=1 (a record every epoch), got interval='
+                f'{interval!r}')
+        self.stop_when_decided = stop_when_decided
         self.interval = interval
         self.out_dir = out_dir
         self.plot = plot
@@ -96,7 +121,7 @@ class GenotypeHook(Hook):
     @staticmethod
     def _search_model(runner):
         model = unwrap_model(runner.model)
-        if not is_searchable(model):
+        if not is_search_model(model):
             raise TypeError(f'GenotypeHook needs a search model that reports '
                             f'its genotype (e.g. sase_mm.DARTSSearch), got '
                             f'{type(model).__name__}')
@@ -112,6 +137,29 @@ class GenotypeHook(Hook):
                 or self.is_last_train_epoch(runner)):
             return
         self.record(runner, epoch)
+        if self.stop_when_decided and \
+                self.decided_streak() >= self.stop_when_decided:
+            runner.train_loop.stop_training = True
+            runner.logger.info(
+                f'GenotypeHook: every edge has been decided (margin >= '
+                f'{self.margin_threshold:g}) with the same genotype for '
+                f'{self.stop_when_decided} epochs: stopping the search '
+                f'after epoch {epoch} (stop_when_decided)')
+
+    def decided_streak(self) -> int:
+        """The number of consecutive recorded epochs, up to the last, at
+        whose end every edge was decided with the last one's genotype."""
+        streak, last = 0, None
+        for _, probs in sorted(self.history, reverse=True):
+            probs = torch.tensor(probs)
+            if (edge_margins(probs) < self.margin_threshold).any():
+                break
+            choice = probs.argmax(dim=1).tolist()
+            if last is not None and choice != last:
+                break
+            last = choice
+            streak += 1
+        return streak
 
     def record(self, runner, epoch: int) -> Genotype:
         """Logs, plots and writes the current genotype (see module doc)."""
@@ -192,10 +240,11 @@ class GenotypeHook(Hook):
             plot_run_curves(runner, paths['curves'])
         files = '\n'.join(f'  {k}: {v}' for k, v in paths.items()
                           if os.path.exists(v))
+        undecided = self.undecided(runner)
         runner.logger.info(
             f'Search finished. Genotype: {genotype}\n'
             f'  reference spelling: {genotype.to_pairs()}\n'
-            f'{decision_summary(self.undecided(runner), self.margin_threshold)}'
+            f'{decision_summary(undecided, self.margin_threshold)}'
             f'\nFiles:\n{files}')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:

@@ -10,15 +10,17 @@
   with an attention slot in every residual block.
 * ``search/``: the DARTS search model and its architect.
 * ``utils/``: architecture-agnostic attention insertion.
-* ``attention/``: deprecated re-export of ``sase/``.
+* ``classifiers.py``: a network returning logits as an mmengine model
+  (``LogitsClassifier``; the loss and predictions of logits, shared with
+  the search model).
 
 Submodules are imported on first use, so ``from sase_mm.models.sase import
 SASE`` does not import mmpretrain.
 """
 import importlib
 
-_SUBPACKAGES = ('attention', 'attention_zoo', 'backbones', 'layers', 'sase',
-                'search', 'utils')
+_SUBPACKAGES = ('attention_zoo', 'backbones', 'layers', 'sase', 'search',
+                'utils')
 
 
 def __getattr__(name: str):

@@ -1,28 +1,26 @@
-"""Checkpoint files that are whole or absent: writes, hashes, and choosing
-one to resume from.
+"""Checkpoint files that are whole or absent: their writes and hashes.
 
 A SASE search (arXiv 2411.08333) or a downstream training run must never
 lose its progress to a kill, a full disk or a flipped byte. This module owns
 the file side of that:
 
 * :func:`commit_checkpoint`: a checkpoint written to a temporary file in
-  the same folder is flushed to disk and replaces the target (``os.replace``); then a SHA-256 is written beside it
-  (``<name>.sha256``, ``sha256sum`` format). A failure at any point leaves
-  the previous files as they were.
-* :func:`verify`: the hash of a file against its ``.sha256`` (files without
-  one, e.g. written by plain mmengine, are checked by loading them).
-* :func:`resumable`: the newest checkpoint of a work dir that reads and
-  verifies, with the files skipped and why, for ``--resume``.
+  the same folder is flushed to disk and replaces the target
+  (``os.replace``); then a SHA-256 is written beside it (``<name>.sha256``,
+  ``sha256sum`` format). A failure at any point leaves the previous files
+  as they were.
+* :func:`verify`: the hash of a file against its ``.sha256`` (nothing to
+  check for files without one, e.g. written by plain mmengine).
 
 The loader (``safe_checkpoint.load_checkpoint``) verifies the hash whenever
 one is present; the hook that writes (``engine/checkpoint_hook.py``) calls
-:func:`commit_checkpoint`.
+:func:`commit_checkpoint`; the choice of a checkpoint to resume from
+(``apis/resume.py``) stands on both.
 """
-import glob
 import hashlib
 import os
 import re
-from typing import List, NamedTuple, Optional, Tuple
+from typing import Optional
 
 from .atomic import atomic_write_text
 
@@ -91,76 +89,3 @@ def remove_checkpoint(path: str) -> None:
     for p in (path, hash_path(path)):
         if os.path.lexists(p):
             os.remove(p)
-
-
-class Candidate(NamedTuple):
-    path: str
-    why: str  # '' when it reads and verifies
-
-
-def _step(path: str) -> int:
-    numbers = re.findall(r'\d+', os.path.basename(path))
-    return int(numbers[-1]) if numbers else -1
-
-
-def checkpoints_in(work_dir: str) -> List[str]:
-    """The ``*.pth`` files of a work dir, newest first (by the number in the
-    name, ``epoch_3`` / ``iter_300``, then by modification time); what
-    ``last_checkpoint`` names comes first."""
-    found = [p for p in glob.glob(os.path.join(work_dir, '*.pth'))
-             if os.path.isfile(p)]
-    found.sort(key=lambda p: (_step(p), os.path.getmtime(p)), reverse=True)
-    last = os.path.join(work_dir, 'last_checkpoint')
-    if os.path.isfile(last):
-        with open(last) as f:
-            named = f.read().strip()
-        if named:
-            found = [named] + [p for p in found if os.path.abspath(p) !=
-                               os.path.abspath(named)]
-    return found
-
-
-def check_readable(path: str, raise_untrusted: bool = False) -> str:
-    """'' if ``path`` exists and matches its SHA-256 (or, without one, loads
-    with the safe loader); else why not, in one line.
-
-    Args:
-        raise_untrusted: re-raise the loader's refusal of a file that names
-            code (its message says what to do) instead of describing it.
-    """
-    from .safe_checkpoint import UntrustedCheckpointError, load_checkpoint
-    if not os.path.isfile(path):
-        return 'missing'
-    try:
-        verify(path)
-        if recorded_hash(path) is not None:
-            return ''  # whole, as written: no need to read it twice
-        load_checkpoint(path)
-    except CheckpointIntegrityError:
-        return 'SHA-256 mismatch'
-    except UntrustedCheckpointError as err:
-        if raise_untrusted:
-            raise
-        return f'refused, it names code: {err.refused}'
-    except Exception as err:  # truncated, not a checkpoint
-        first = str(err).splitlines()[0] if str(err) else ''
-        kind = 'truncated or unreadable' if 'cannot read' in first else \
-            type(err).__name__
-        return f'{kind}: {first[:160]}'
-    return ''
-
-
-def resumable(work_dir: str) -> Tuple[Optional[str], List[Candidate]]:
-    """The newest checkpoint of ``work_dir`` that reads and verifies.
-
-    Returns:
-        (path or None, the candidates newer than it that were skipped, each
-        with the reason).
-    """
-    skipped = []
-    for path in checkpoints_in(work_dir):
-        why = check_readable(path)
-        if not why:
-            return path, skipped
-        skipped.append(Candidate(path, why))
-    return None, skipped

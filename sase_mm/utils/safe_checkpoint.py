@@ -11,7 +11,7 @@ the message hub's ``HistoryBuffer``, its statistic methods (pickled as
 :func:`load_checkpoint` is the only place this project loads a checkpoint.
 It allows exactly those, and only inside a
 ``torch.serialization.safe_globals`` context around its own load, so
-``import sase_mm`` leaves ``torch.load`` as strict as before:
+importing sase_mm leaves ``torch.load`` as strict as before:
 
 * ``getattr`` itself is never allowed: with it a pickle walks from any
   allowed object to ``builtins.eval`` (``getattr(getattr, '__self__')``
@@ -269,15 +269,6 @@ def install_mmengine_loader() -> None:
                                      force=True)
     CheckpointLoader.register_scheme(prefixes=_URL_PREFIXES,
                                      loader=_mmengine_url_loader, force=True)
-
-
-def allow_mmengine_checkpoints() -> None:
-    """Deprecated name of :func:`install_mmengine_loader`.
-
-    It used to add globals to torch's allow-list for the whole process;
-    it now registers nothing with torch.
-    """
-    install_mmengine_loader()
 
 
 # ------------------------------------------------------------ trusted files

@@ -203,4 +203,3 @@ def pickle_globals(data: bytes) -> Tuple[str, ...]:
     except Exception:  # a truncated or corrupt stream: report what was seen
         pass
     return tuple(dict.fromkeys(found))
-

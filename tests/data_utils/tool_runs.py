@@ -8,7 +8,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 def load_tool(rel_path: str):
     """Imports ``tools/<rel_path>.py`` as a module (tools is no package)."""
-    from sase_mm.utils.tool_args import load_tool as load
+    from sase_mm.apis.tool_args import load_tool as load
     return load(rel_path)
 
 

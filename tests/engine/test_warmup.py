@@ -90,7 +90,7 @@ def test_warmup_needs_a_model_that_honours_it(tmp_path):
     model = runner.model
 
     class NoFlag(torch.nn.Module):
-        searchable = True
+        search_model = True
 
         @property
         def arch_alphas(self):

@@ -1,7 +1,8 @@
-"""The ``device`` fixture of the equivalence tests (SASE, arXiv 2411.08333;
-issue 10): the block tests under sase/ and the hypergradient tests under
-search/. Each runs on the CPU and, where a GPU is present, on CUDA; without
-one the CUDA case is skipped with that reason (never a silent pass)."""
+"""The ``device`` fixture of the equivalence tests (SASE, arXiv 2411.08333):
+the block tests under sase/, the hypergradient tests under
+search/ and the half-precision tests (test_half_precision.py). Each runs
+on the CPU and, where a GPU is present, on CUDA; without one the CUDA case
+is skipped with that reason (never a silent pass)."""
 import pytest
 import torch
 

@@ -116,7 +116,7 @@ def test_tools_end_on_a_bad_genotype_file_with_its_message(code_py, capsys):
     """A tool (``tool_args.run_main``) reading a refused genotype file exits
     1 with the message naming the file, no traceback, and runs nothing."""
     from sase_mm.models.sase.genotype import GenotypeFileError
-    from sase_mm.utils.tool_args import run_main
+    from sase_mm.apis.tool_args import run_main
     path, marker = code_py
     with pytest.raises(GenotypeFileError):
         Genotype.load(path)

@@ -241,8 +241,8 @@ def test_urls_and_model_zoo_names_load_safely(name, chain_payload,
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
     url = mm.get_torchvision_models()['resnet50'] if name.startswith(
         'torchvision') else name
-    cached = tmp_path / 'torch_home' / 'hub' / 'checkpoints' / os.path.basename(
-        urlparse(url).path)
+    filename = os.path.basename(urlparse(url).path)
+    cached = tmp_path / 'torch_home' / 'hub' / 'checkpoints' / filename
     cached.parent.mkdir(parents=True)
     cached.write_bytes(open(chain_payload.path, 'rb').read())
     with pytest.raises(UntrustedCheckpointError) as info:

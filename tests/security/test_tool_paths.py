@@ -90,7 +90,7 @@ def _cases(root: str):
     cases.append(dict(name='genotype_api', api='genotype', path=code))
     expect['genotype_train'] = expect['genotype_api'] = (code, marker)
 
-    # >>> tools/analysis/compare_searches.py reads a search's genotype.py.
+    # tools/analysis/compare_searches.py reads a search's genotype.py.
     marker = osp.join(root, 'genotype_compare.ran')
     compare = osp.join(root, 'work', 'compare')
     os.makedirs(compare, exist_ok=True)
@@ -99,7 +99,6 @@ def _cases(root: str):
                       tool='analysis/compare_searches.py',
                       argv=[compare, '--out-dir', compare + '_out']))
     expect['genotype_compare'] = (code, marker)
-    # <<< compare_searches
     return cases, expect
 
 

@@ -1,10 +1,11 @@
-"""--amp for tools/search.py and tools/train.py on CPU (issue 10; SASE
-arXiv 2411.08333, DARTS Liu et al. ICLR 2019).
+"""--amp for tools/search.py and tools/train.py on CPU (SASE arXiv
+2411.08333, DARTS Liu et al. ICLR 2019).
 
 Without a GPU, --amp builds ``CPUAmpOptimWrapper`` (sase_mm.engine,
 registered in mmengine's root registry; bfloat16 autocast), since mmengine's
-AmpOptimWrapper refuses to build there. A tiny digits search runs one epoch of first- and of second-order DARTS under it, and
-the Hessian-vector product's finite differences stay in float32.
+AmpOptimWrapper refuses to build there. A tiny digits search runs one
+epoch of first- and of second-order DARTS under it, and the Hessian-vector
+product's finite differences stay in float32.
 """
 import pytest
 import torch

@@ -19,8 +19,7 @@ from torchvision.models.resnet import Bottleneck as TVBottleneck
 from torchvision.models.resnet import ResNet as TVResNet
 
 import sase_mm  # noqa: F401
-from sase_mm.models.backbones.reference_layout import (ConversionError,
-                                                       convert_checkpoint)
+from sase_mm.apis.reference_layout import ConversionError, convert_checkpoint
 from sase_mm.registry import MODELS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -325,8 +324,7 @@ def test_not_a_resnet_checkpoint(tmp_path):
 def test_reference_numerics_reused_by_our_block():
     """Our SASE block and the reference block agree with the same weights."""
     from sase_mm.models.sase import SASE
-    from sase_mm.models.backbones.reference_layout import \
-        REFERENCE_ATTENTION_KEYS
+    from sase_mm.apis.reference_layout import REFERENCE_ATTENTION_KEYS
     ref = randomise_(RefAttention(64), (2, 64, 5, 6))
     ours = SASE(64).eval()
     ours.load_state_dict({REFERENCE_ATTENTION_KEYS[k]: v

@@ -49,7 +49,7 @@ def test_faster_rcnn_from_imagenet_backbone(imagenet_run, tiny_coco,
     # The backbone came from the classifier: every key loaded (the check in
     # tools/train.py raises otherwise) and the frozen stem / stage 1
     # (frozen_stages=1) still hold the classifier's tensors exactly.
-    from sase_mm.utils.preflight import check_pretrained_matches
+    from sase_mm.apis.preflight import check_pretrained_matches
     backbone = runner.model.backbone
     report = check_pretrained_matches(
         backbone, dict(checkpoint=cls_ckpt, prefix='backbone.'))

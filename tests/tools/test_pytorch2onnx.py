@@ -135,29 +135,126 @@ def test_searched_genotype_through_the_tool(tmp_path):
     assert max(res['errors'].values()) <= RTOL
 
 
-def test_export_forms_equal_the_layers():
-    """onnx_export_mode changes how, never what, the blocks compute, and
-    restores every layer afterwards."""
-    from sase_mm.models.layers import excitation, squeeze, statistics
+def test_exportable_forms_equal_the_layers():
+    """The layer flag the tool sets changes how, never what, the blocks
+    compute (every operation of every edge, the paper's block)."""
+    from sase_mm.models.layers.config import exportable, is_exportable
     from sase_mm.models.sase import SASE
-    before = (excitation.SpatialConv.forward, excitation.Conv1dChain.forward,
-              squeeze.resize_to, squeeze.adaptive_avg_pool,
-              statistics.FeatureStats.std_unbiased,
-              statistics._MeanAmax.apply)
     for genotype in _genotypes() + [None]:
         block = SASE(16, genotype=genotype).eval()
         for shape in [(2, 16, 7, 7), (3, 16, 8, 12), (1, 16, 1, 1)]:
             x = torch.randn(*shape)
             with torch.no_grad():
                 ref = block(x)
-                with tool.onnx_export_mode():
+                with exportable():
                     got = block(x)
             torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
-    after = (excitation.SpatialConv.forward, excitation.Conv1dChain.forward,
-             squeeze.resize_to, squeeze.adaptive_avg_pool,
-             statistics.FeatureStats.std_unbiased,
-             statistics._MeanAmax.apply)
-    assert after == before
+    assert not is_exportable()
+
+
+class _Probe(torch.nn.Module):
+    """Records the layer flag each time it runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 1)
+        self.seen = []
+
+    def forward(self, x):
+        from sase_mm.models.layers.config import is_exportable
+        self.seen.append(is_exportable())
+        return self.conv(x)
+
+
+def test_export_sets_the_layer_flag_only_while_exporting(tmp_path):
+    """The tool patches nothing of sase_mm: it sets the layers' export
+    flag around the export, and --verify runs the layers' own forms."""
+    from sase_mm.models.layers.config import is_exportable
+    probe = _Probe()
+    path = str(tmp_path / 'probe.onnx')
+    tool.export(probe, ['out'], path, (8, 8))
+    assert probe.seen and all(probe.seen)
+    assert not is_exportable()
+    probe.seen.clear()
+    tool.verify(probe, path, [(1, 8, 8)])
+    assert probe.seen == [False]
+
+
+def _library_state():
+    """Every attribute of sase_mm's model modules and of their classes."""
+    import inspect
+    import sys
+    state = {}
+    for name, mod in list(sys.modules.items()):
+        if not name.startswith('sase_mm.models') or mod is None:
+            continue
+        for attr, value in vars(mod).items():
+            state[(name, attr)] = value
+            if inspect.isclass(value) and value.__module__ == name:
+                for k, v in vars(value).items():
+                    state[(name, attr, k)] = v
+    return state
+
+
+def test_export_patches_nothing_of_sase_mm(tmp_path):
+    """While torch.onnx.export runs, every function and class attribute of
+    sase_mm's models is the one it was: the layers choose their plain
+    forms by the flag."""
+    from sase_mm.models.sase import SASE
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 1),
+                              SASE(16, genotype=_genotypes()[1])).eval()
+    before = _library_state()
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen.update(_library_state())
+        return export_onnx(*args, **kwargs)
+
+    export_onnx = torch.onnx.export
+    torch.onnx.export = spy
+    try:
+        tool.export(net, ['out'], str(tmp_path / 'n.onnx'), (8, 8))
+    finally:
+        torch.onnx.export = export_onnx
+    changed = [k for k in before if seen.get(k, before[k]) is not before[k]]
+    # During the export only the flag differs; nothing is replaced.
+    assert seen and changed == [('sase_mm.models.layers.config',
+                                 '_EXPORTABLE')], changed[:5]
+
+
+def test_checkpoint_goes_through_the_safe_loader(tmp_path):
+    """mmengine reads the checkpoint, through sase_mm's loader: a crafted
+    file is refused and runs nothing (docs/security.md)."""
+    import os
+
+    from data_utils import payloads
+
+    from sase_mm.utils import UntrustedCheckpointError
+    marker = str(tmp_path / 'ran')
+    ckpt = payloads.reduce_system_checkpoint(str(tmp_path / 'evil.pth'),
+                                             marker)
+    for config in (IMAGENET, FASTER):  # whole model, and the prefix path
+        with pytest.raises(UntrustedCheckpointError):
+            tool.main([config, ckpt, str(tmp_path / 'x.onnx')])
+    assert not os.path.exists(marker)
+    assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_ddp_keys_and_missing_prefix(tmp_path):
+    """A checkpoint saved from a DDP wrapper (``module.`` keys) loads; a
+    detector checkpoint without backbone keys is refused by name."""
+    _, _, _, model = _build(IMAGENET, {'model.backbone.depth': 18})
+    ckpt = str(tmp_path / 'ddp.pth')
+    torch.save({'state_dict': {'module.' + k: v for k, v in
+                               model.state_dict().items()}}, ckpt)
+    target = _build(IMAGENET, {'model.backbone.depth': 18})[3]
+    tool.load_weights(target, ckpt)
+    for k, v in model.state_dict().items():
+        assert torch.equal(target.state_dict()[k], v), k
+    other = str(tmp_path / 'neck_only.pth')
+    torch.save({'state_dict': {'neck.w': torch.zeros(1)}}, other)
+    with pytest.raises(tool.ExportError, match='no `backbone.\\*` keys'):
+        tool.load_weights(target.backbone, other, 'backbone.')
 
 
 def test_search_supernet_is_refused(tmp_path):
@@ -172,8 +269,23 @@ def test_wrong_checkpoint_is_refused(tmp_path):
     ckpt = str(tmp_path / 'other.pth')
     torch.save({'state_dict': {'backbone.conv1.weight': torch.zeros(1)}},
                ckpt)
-    with pytest.raises(tool.ExportError, match='does not fit'):
+    with pytest.raises(tool.ExportError,
+                       match='does not fit.*size mismatch for '
+                       'backbone.conv1.weight'):
         tool.main([IMAGENET, ckpt, str(tmp_path / 'x.onnx')])
+    missing = str(tmp_path / 'missing.pth')
+    _, _, _, model = _build(IMAGENET)
+    state = model.state_dict()
+    state.pop('head.fc.bias')
+    state['extra.w'] = torch.zeros(1)
+    torch.save({'state_dict': state}, missing)
+    with pytest.raises(tool.ExportError,
+                       match=r'1 missing key\(s\) \[head.fc.bias\], 1 '
+                       r'unexpected \[extra.w\]'):
+        tool.main([IMAGENET, missing, str(tmp_path / 'x.onnx')])
+    torch.save([1, 2], missing)
+    with pytest.raises(tool.ExportError, match='holds no state_dict'):
+        tool.main([IMAGENET, missing, str(tmp_path / 'x.onnx')])
 
 
 def test_help(capsys):

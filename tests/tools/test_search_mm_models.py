@@ -22,7 +22,7 @@ from data_utils.tool_runs import (as_argv, coco_options, config_path,
                                   imagenet_options, load_tool)
 
 from sase_mm.models.sase import Genotype
-from sase_mm.utils.preflight import MissingDataError
+from sase_mm.apis.preflight import MissingDataError
 
 HALVES = ('train_dataloader', 'train_cfg.search_dataloader')
 

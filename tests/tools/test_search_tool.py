@@ -4,7 +4,6 @@ to seconds, resuming from the command line, and missing CIFAR data."""
 import os.path as osp
 
 import pytest
-import torch
 from data_utils.tool_runs import TINY_DIGITS as TINY
 from data_utils.tool_runs import REPO, config_path, load_tool
 from mmengine.config import Config
@@ -82,7 +81,6 @@ def test_missing_cifar_precheck_and_its_fix_works(tmp_path):
     import sys
 
     from data_utils import payloads
-    from data_utils.tool_runs import REPO
     tool = osp.join(REPO, 'tools', 'search.py')
     work = tmp_path / 'work'
     res = subprocess.run([sys.executable, tool, CIFAR, '--work-dir',

@@ -163,7 +163,7 @@ def test_unfitting_pretrained_checkpoint(ckpt_depth, ckpt_attn, expect,
     """A backbone checkpoint of another depth / block is refused with what
     it holds and what the config builds (mmengine only warns)."""
     import sase_mm  # noqa: F401
-    from sase_mm.utils.preflight import check_pretrained_matches
+    from sase_mm.apis.preflight import check_pretrained_matches
     src = _tiny_backbone(ckpt_depth, ckpt_attn)
     path = str(tmp_path / f'r{ckpt_depth}.pth')
     torch.save({'state_dict': {'backbone.' + k: v

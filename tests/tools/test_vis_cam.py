@@ -61,11 +61,34 @@ def test_default_grid_plain_se_cbam_eca_sase(photos, tmp_path, capsys):
             for b in range(a + 1, 5):
                 assert np.abs(cams[i, a] - cams[i, b]).max() > 1e-2, (
                     i, res['labels'][a], res['labels'][b])
-    # The first cell of each row is the image itself.
+    # The first cell of each row is the image, loaded, resized (short side)
+    # and centre-cropped to --img-size by mmpretrain's own transforms.
+    from mmcv.transforms import CenterCrop, LoadImageFromFile
+    from mmpretrain.datasets.transforms import ResizeEdge
+    data = LoadImageFromFile()(dict(img_path=photos[0]))
+    data = ResizeEdge(scale=SIZE, edge='short',
+                      interpolation='bicubic')(data)
+    expected = CenterCrop(crop_size=SIZE)(data)['img']  # BGR, as cv2 reads
     y0, x0 = tool.HEADER, tool.PAD
-    expected = tool.load_image(photos[0], SIZE)
     np.testing.assert_array_equal(png[y0:y0 + SIZE, x0:x0 + SIZE], expected)
     assert 'SASE: gradcam of backbone.layer4' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('config, kept', [
+    ('imagenet/sase_r50_8xb16_in1k.py', ['LoadImageFromFile', 'PackInputs']),
+    ('faster_rcnn/sase_r50_fpn_1x_coco.py',
+     ['LoadImageFromFile', 'LoadAnnotations', 'PackDetInputs'])])
+def test_the_configs_own_test_pipeline_at_img_size(config, kept):
+    """Its loading and packing stay; its resize and crop are --img-size's
+    (every column the same square)."""
+    from mmengine.config import Config
+    steps = tool.test_pipeline(Config.fromfile(config_path(config)), 96)
+    assert [t['type'] for t in steps if 'mmpretrain.' not in t['type']] == \
+        kept
+    assert steps[1:3] == [
+        dict(type='mmpretrain.ResizeEdge', scale=96, edge='short',
+             interpolation='bicubic'),
+        dict(type='mmpretrain.CenterCrop', crop_size=96)]
 
 
 def test_method_by_name_checkpoint_and_target_layer(photos, tmp_path):

@@ -9,7 +9,7 @@ scalars.json is read.
 * ``plot_curve``: the chosen keys against the epoch (training values at
   fractional epochs; the iteration for iteration-based runs), keys
   containing ``loss`` in one panel and every other key in its own, one
-  curve per log and key (``sase_mm.engine.curves.plot_curves``). The
+  curve per log and key (``sase_mm.visualization.curves.plot_curves``). The
   search logs ``loss`` (weight step), ``loss_search`` (alpha step),
   ``accuracy/top1`` (held-out) and ``alpha/<edge>/<op>`` (softmax(alpha));
   detectors ``coco/bbox_mAP``, classifiers ``accuracy/top1``.
@@ -27,20 +27,14 @@ Usage::
     python tools/analysis/analyze_logs.py cal_train_time work_dirs/demo
 """
 import argparse
-import os.path as osp
 import re
 import sys
 
-# Run as a script, tools/analysis (not the repository) is on the path; let a
-# source checkout work without an install.
-sys.path.insert(
-    1, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+import numpy as np
 
-import sase_mm  # noqa: E402,F401
-import numpy as np  # noqa: E402
-
-from sase_mm.engine.curves import (find_scalars, iter_times,  # noqa: E402
-                                   load_scalars, plot_curves)
+from sase_mm.visualization.curves import plot_curves
+from sase_mm.visualization.scalars import (find_scalars, iter_times,
+                                           load_scalars)
 
 
 def add_plot_parser(subparsers):

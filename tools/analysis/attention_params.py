@@ -23,7 +23,6 @@ Usage::
         [--depth 50] [--num-classes 1000] [--route auto] [--markdown]
 """
 import argparse
-import os.path as osp
 import sys
 from typing import Dict, List, Optional, Sequence
 
@@ -156,10 +155,6 @@ def format_table(rows: List[Dict], markdown: bool = False) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    # Run from a checkout without an install: the repository root first.
-    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-    if root not in sys.path:
-        sys.path.insert(1, root)
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--types', nargs='+', default=list(DEFAULT_TYPES),
                         help='registered attention types (sase_mm names)')

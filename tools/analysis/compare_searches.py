@@ -167,7 +167,7 @@ def plot(result: Dict, path: str) -> None:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from sase_mm.engine.alpha_plots import _save_atomic
+    from sase_mm.visualization.alpha_plots import save_figure
     fig = Figure(figsize=(13, 7), layout='constrained')
     axes = fig.subplots(2, 3, sharey=True).ravel()
     labels = _labels([s['work_dir'] for s in result['searches']])
@@ -184,7 +184,7 @@ def plot(result: Dict, path: str) -> None:
     axes[3].set_ylabel('entropy of softmax(alpha) (nats)')
     axes[0].legend(fontsize=7)
     fig.suptitle('SASE searches compared (dashed: uniform, log 7)')
-    _save_atomic(fig, path)
+    save_figure(fig, path)
 
 
 def _labels(dirs: List[str]) -> List[str]:
@@ -228,7 +228,4 @@ def main(argv=None) -> Dict:
 
 
 if __name__ == '__main__':
-    # Run as a script, tools/analysis (not the repository) is on the path.
-    sys.path.insert(
-        1, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     main()

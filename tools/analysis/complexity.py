@@ -17,15 +17,13 @@ Usage::
 """
 import argparse
 import json
-import os.path as osp
-import sys
 from functools import partial
 
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
-from sase_mm.utils.tool_models import is_detector
+from sase_mm.apis.tool_models import is_detector
 
 
 def parse_args(argv=None):
@@ -137,7 +135,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    # Run as a script, tools/analysis (not the repository) is on the path.
-    sys.path.insert(
-        1, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     main()

@@ -31,7 +31,6 @@ Usage::
 """
 import argparse
 import json
-import os.path as osp
 import random
 import statistics
 import sys
@@ -252,7 +251,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    # Run as a script, tools/analysis (not the repository) is on the path.
-    sys.path.insert(
-        1, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     main()

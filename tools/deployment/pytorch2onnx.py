@@ -23,13 +23,19 @@ is not part of the graph; it is printed and stored in the model's metadata
 
 Any genotype exports, not only the paper's: the export runs the block's
 generic graph (eval mode, no grad, so never the fused training node) with
-each statistic's plain formula in place of its hand-written autograd node,
-and shape-independent forms of the few operations whose fast forms would be
-frozen at the export size (per-sample convolutions instead of batch-grouped
-ones; resizing and pooling matrices built for the runtime size); the values
-are the same. A search supernet (``sase_mm.DARTSSearch``, ``SASESearch``
-blocks) is refused: export the block it derived (its ``genotype.json`` in a
+sase_mm's layers set exportable (``sase_mm.models.layers.exportable()``):
+each layer then runs its plain form, with the same values: each
+statistic's plain formula in place of its hand-written autograd node, and
+shape-independent forms of the few operations whose fast forms would be
+frozen at the export size (per-sample convolutions instead of
+batch-grouped ones; resizing and pooling matrices built for the runtime
+size). A search supernet (``sase_mm.DARTSSearch``, ``SASESearch`` blocks)
+is refused: export the block it derived (its ``genotype.json`` in a
 downstream config) instead.
+
+Checkpoints are read by mmengine (``load_checkpoint``, the prefix variant
+for a backbone), hence by sase_mm's safe loader, which ``import sase_mm``
+installs into mmengine.
 
 Usage::
 
@@ -46,28 +52,22 @@ Usage::
         model.backbone.attn_cfg.genotype=work_dirs/demo/genotype.json
 """
 import argparse
-import contextlib
 import os
 import os.path as osp
 import sys
 import warnings
 from typing import Dict, List, Sequence, Tuple
 
-# Run as a script, tools/deployment (not the repository) is on the path;
-# let a source checkout work without an install.
-sys.path.insert(
-    1, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+import numpy as np
+import torch
+import torch.nn as nn
+from mmengine.config import Config, DictAction
 
-import sase_mm  # noqa: E402,F401  sase_mm's types and configs, before parsing
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
-
-from sase_mm.utils.tool_models import (ClassifierLogits,  # noqa: E402
-                                       build_config_model,
-                                       is_detector)
+# sase_mm's types and configs, and its safe checkpoint loader in mmengine.
+import sase_mm  # noqa: F401
+from sase_mm.apis.tool_models import (ClassifierLogits, build_config_model,
+                                      is_detector)
+from sase_mm.models.layers.config import exportable
 
 
 class ExportError(ValueError):
@@ -122,142 +122,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-# ----------------------------------------------------- the exportable form
-def _reference_sum(x, dims):
-    return x.sum(dim=dims, keepdim=True)
-
-
-def _spatial_conv_forward(self, x, stats=None):
-    """``SpatialConv`` with a per-sample 1 -> 1 conv on (B, 1, H, W): the
-    batch-grouped conv of the fast form takes ``groups=B``, which tracing
-    freezes at the export batch."""
-    y = x
-    for i, conv in enumerate(self.convs):
-        if i and self.relu_between:
-            y = F.relu(y)
-        y = F.conv2d(y, conv.weight, padding=conv.padding)
-    return torch.sigmoid(y)
-
-
-def _conv1d_chain_forward(self, x, stats=None):
-    """``Conv1dChain`` as a per-sample conv over (B, 1, C) (see above)."""
-    y = x.reshape(x.shape[0], 1, -1)
-    for i, conv in enumerate(self.convs):
-        if i:
-            y = F.relu(y)
-        y = F.conv1d(y, conv.weight, padding=conv.padding)
-    return torch.sigmoid(y).view_as(x)
-
-
-def _resize_to(param, size):
-    """``resize_to`` without its same-size shortcut (traced, the shortcut
-    would freeze the export size): bilinear resizing to the same size is the
-    identity."""
-    lead = param.shape[:-2]
-    out = F.interpolate(param.reshape(1, -1, *param.shape[-2:]), size=size,
-                        mode='bilinear', align_corners=False)
-    return out.reshape(*lead, *size)
-
-
-def _pool_matrix(n_in, n_out, like):
-    """The averaging matrix of adaptive average pooling, with the ceiling
-    written for non-negative operands (ONNX's integer Div truncates)."""
-    i = torch.arange(n_out, device=like.device).unsqueeze(1)
-    start = (i * n_in) // n_out
-    end = ((i + 1) * n_in + n_out - 1) // n_out
-    j = torch.arange(n_in, device=like.device)
-    inside = (j >= start) & (j < end)
-    return inside.to(like.dtype) / (end - start).to(like.dtype)
-
-
-def _adaptive_avg_pool(x, size):
-    """``adaptive_avg_pool`` without its same-size shortcut."""
-    *lead, h, w = x.shape
-    oh, ow = size
-    y = x.reshape(-1, w) @ _pool_matrix(w, ow, x).t()
-    y = _pool_matrix(h, oh, x) @ y.view(-1, h, ow)
-    return y.view(*lead, oh, ow)
-
-
-def _std_unbiased(self, dims):
-    """``FeatureStats.std_unbiased`` with its divisor max(n - 1, 1) in the
-    graph (a Python ``max`` would freeze n - 1 of the export size)."""
-    from sase_mm.models.layers.statistics import safe_sqrt
-    n = self.count(dims)
-    div = (n - 1).clamp(min=1) if torch.is_tensor(n) else max(n - 1, 1)
-    return safe_sqrt(self.central_sums(dims)[0] / div)
-
-
-def _sase_functions():
-    """Every torch.autograd.Function of sase_mm's models that is imported."""
-    def subclasses(cls):
-        for sub in cls.__subclasses__():
-            yield sub
-            yield from subclasses(sub)
-
-    return [f for f in subclasses(torch.autograd.Function)
-            if f.__module__.startswith('sase_mm.models.')]
-
-
-def _refuse_apply(cls):
-    def apply(*args, **kwargs):
-        raise ExportError(
-            f'{cls.__module__}.{cls.__qualname__} has no plain `reference` '
-            f'formula, so the ONNX export cannot trace it; the generic '
-            f'graph of the block (eval mode, no grad) should not reach it')
-    return staticmethod(apply)
-
-
-@contextlib.contextmanager
-def onnx_export_mode():
-    """Within: sase_mm's attention layers compute the same values through
-    operators that export with dynamic shapes (see the module doc).
-
-    Raises:
-        ExportError: a layer this relies on is gone (sase_mm's internals
-            changed; this function needs the new names).
-    """
-    from sase_mm.models.layers import excitation, squeeze, statistics
-    saved = []
-
-    def patch(owner, name, value):
-        if not hasattr(owner, name):
-            raise ExportError(f'onnx_export_mode: {owner.__name__}.{name} '
-                              f'not found (sase_mm internals changed)')
-        saved.append((owner, name, vars(owner).get(name, _ABSENT)))
-        setattr(owner, name, value)
-
-    try:
-        for fn in _sase_functions():
-            ref = getattr(fn, 'reference', None)
-            if ref is None and fn.__name__ == '_Sum':
-                ref = _reference_sum
-            patch(fn, 'apply', staticmethod(ref) if ref is not None
-                  else _refuse_apply(fn))
-        patch(excitation.SpatialConv, 'forward', _spatial_conv_forward)
-        patch(excitation.Conv1dChain, 'forward', _conv1d_chain_forward)
-        patch(excitation, 'resize_to', _resize_to)
-        patch(squeeze, 'resize_to', _resize_to)
-        patch(squeeze, 'adaptive_avg_pool', _adaptive_avg_pool)
-        patch(statistics.FeatureStats, 'std_unbiased', _std_unbiased)
-        yield
-    finally:
-        for owner, name, old in reversed(saved):
-            if old is _ABSENT:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, old)
-
-
-_ABSENT = object()
-
-
 # ------------------------------------------------------------------ models
 def check_exportable(model: nn.Module, config: str) -> None:
     """Refuses search supernets (their blocks mix every candidate)."""
-    from sase_mm.models.layers.builder import is_searchable
+    from sase_mm.models.layers.builder import reads_alphas
     found = [name or type(model).__name__
-             for name, m in model.named_modules() if is_searchable(m)]
+             for name, m in model.named_modules() if reads_alphas(m)]
     if found:
         raise ExportError(
             f'{config} builds a search supernet ({type(model).__name__}; '
@@ -268,41 +138,67 @@ def check_exportable(model: nn.Module, config: str) -> None:
             f'model.backbone.attn_cfg.genotype=<work_dir>/genotype.json')
 
 
-def _state_dict(path: str) -> Dict[str, torch.Tensor]:
-    from sase_mm.utils import load_checkpoint
-    ckpt = load_checkpoint(path)
-    sd = ckpt.get('state_dict', ckpt.get('model', ckpt)) \
-        if isinstance(ckpt, dict) else None
-    if not isinstance(sd, dict):
-        raise ExportError(f'checkpoint {path!r} holds no state_dict')
-    if sd and all(k.startswith('module.') for k in sd):
-        sd = {k[len('module.'):]: v for k, v in sd.items()}
-    return sd
+def _some(keys: List[str]) -> str:
+    return ', '.join(keys[:4]) + (', ...' if len(keys) > 4 else '')
 
 
 def load_weights(target: nn.Module, path: str, prefix: str = '') -> None:
-    """Loads the ``prefix`` part of a checkpoint into ``target``, strictly."""
-    sd = _state_dict(path)
-    if prefix:
-        sd = {k[len(prefix):]: v for k, v in sd.items()
-              if k.startswith(prefix)}
-        if not sd:
-            raise ExportError(f'checkpoint {path!r} has no `{prefix}*` '
-                              f'keys (is it a checkpoint of this config?)')
+    """Loads the ``prefix`` part of a checkpoint into ``target``, strictly.
+
+    Read by mmengine, so by sase_mm's safe loader: the whole checkpoint
+    (``module.`` stripped) by ``load_checkpoint``, or with a prefix the keys
+    under it by ``_load_checkpoint_with_prefix``.
+
+    Raises:
+        ExportError: no state_dict, no ``prefix`` keys, or keys or shapes
+            that do not fit ``target``.
+    """
+    from mmengine.runner import load_checkpoint, load_state_dict
+
+    # mmengine's reader of one sub-module's part of a checkpoint (mmdet's
+    # backbones use it); it has no public name.
+    from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
+    found = {}
+
+    def record(module, incompatible):  # mmengine runs it, then raises
+        found.update(missing=list(incompatible.missing_keys),
+                     unexpected=list(incompatible.unexpected_keys))
+
+    hook = target.register_load_state_dict_post_hook(record)
     try:
-        missing, unexpected = target.load_state_dict(sd, strict=False)
-    except RuntimeError as err:  # shapes that differ
-        raise ExportError(f'checkpoint {path!r} does not fit the config\'s '
-                          f'model: {str(err).splitlines()[-1].strip()}'
-                          ) from None
-    if missing or unexpected:
-        def some(keys):
-            return ', '.join(keys[:4]) + (', ...' if len(keys) > 4 else '')
+        if prefix:
+            try:
+                state = _load_checkpoint_with_prefix(prefix, path, 'cpu')
+            except AssertionError:  # mmengine's way of saying "none"
+                raise ExportError(
+                    f'checkpoint {path!r} has no `{prefix}*` keys (is it '
+                    f'a checkpoint of this config?)') from None
+            load_state_dict(target, state, strict=True)
+        else:
+            load_checkpoint(target, path, map_location='cpu', strict=True,
+                            revise_keys=[(r'^module\.', '')])
+    except RuntimeError as err:
+        if not found:
+            if str(err).startswith('No state_dict found'):
+                raise ExportError(f'checkpoint {path!r} holds no '
+                                  f'state_dict') from None
+            raise
+        sizes = [line.strip() for line in str(err).splitlines()
+                 if line.strip().startswith('size mismatch')]
+        if sizes:  # shapes that differ
+            raise ExportError(f'checkpoint {path!r} does not fit the '
+                              f'config\'s model: {sizes[0]}') from None
+        # As mmengine's strict check: BN's num_batches_tracked may lack.
+        missing = [k for k in found['missing']
+                   if 'num_batches_tracked' not in k]
+        unexpected = found['unexpected']
         raise ExportError(
             f'checkpoint {path!r} does not fit the config\'s model'
             f'{" (" + prefix.rstrip(".") + ")" if prefix else ""}: '
-            f'{len(missing)} missing key(s) [{some(missing)}], '
-            f'{len(unexpected)} unexpected [{some(unexpected)}]')
+            f'{len(missing)} missing key(s) [{_some(missing)}], '
+            f'{len(unexpected)} unexpected [{_some(unexpected)}]') from None
+    finally:
+        hook.remove()
 
 
 def build_export_model(cfg: Config, config: str, checkpoint: str,
@@ -360,7 +256,8 @@ def export(module: nn.Module, output_names: Sequence[str], path: str,
            dynamic: bool = True, keep_initializers_as_inputs: bool = False,
            metadata: Dict[str, str] = None) -> None:
     """``torch.onnx.export`` (TorchScript exporter) of ``module`` in eval
-    mode, under no_grad and :func:`onnx_export_mode`."""
+    mode, under no_grad, with sase_mm's layers exportable (their plain
+    forms, see the module doc)."""
     x = torch.randn(batch_size, 3, *shape)
     dynamic_axes = None
     if dynamic:
@@ -370,7 +267,7 @@ def export(module: nn.Module, output_names: Sequence[str], path: str,
                 {0: 'batch', 2: f'height_{name}', 3: f'width_{name}'}
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     module.eval()
-    with torch.no_grad(), onnx_export_mode(), warnings.catch_warnings():
+    with torch.no_grad(), exportable(), warnings.catch_warnings():
         # Shape comparisons inside the layers warn while tracing; --verify
         # checks the graph at other shapes.
         warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
@@ -395,8 +292,8 @@ def export(module: nn.Module, output_names: Sequence[str], path: str,
 
 def verify(module: nn.Module, path: str, shapes, rtol: float = 1e-4,
            seed: int = 0) -> Dict[str, float]:
-    """onnxruntime against PyTorch (the original layers, not the export
-    forms) on random inputs of ``shapes`` ((N, H, W) each).
+    """onnxruntime against PyTorch (the layers' fast forms, not the
+    exportable ones) on random inputs of ``shapes`` ((N, H, W) each).
 
     Returns:
         dict: ``'NxHxW'`` -> the largest relative error over the outputs

@@ -29,11 +29,10 @@ import os.path as osp
 import sys
 from typing import Dict, List, Optional, Tuple
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-# Run as a script, tools/misc (not the repository) is on the path.
-sys.path.insert(1, REPO)
+import yaml
 
-import yaml  # noqa: E402
+#: The checkout whose model index and metafiles are read by default.
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 START = '<!-- model-zoo:start -->'
 END = '<!-- model-zoo:end -->'
@@ -122,7 +121,7 @@ def flops_shape(config: str) -> Tuple[int, int]:
 
 
 def _complexity_tool():
-    from sase_mm.utils.tool_args import load_tool
+    from sase_mm.apis.tool_args import load_tool
     return load_tool('analysis/complexity')
 
 

@@ -21,10 +21,14 @@ selectable by name (``gradcam``, ``gradcam++``, ``xgradcam``, ``layercam``,
   the backbone that outputs a feature map, i.e. ``backbone.layer4`` for a
   ResNet, so the map includes the stage's attention blocks);
   ``--target-layers`` names others (``--preview-model`` lists the names).
-* Images: each is resized (short side) and centre-cropped to
-  ``--img-size`` and normalised by the model's own data preprocessor.
-  ``--img sklearn`` stands for the two photographs scikit-learn ships
-  (``sklearn.datasets.load_sample_images``: china.jpg, flower.jpg).
+* Images: each goes through the config's own test pipeline, as
+  mmpretrain's ``vis_cam.py`` does (the config's loading and packing), with
+  its resize and crop steps set to ``--img-size``: the short side resized
+  and a centre crop (mmpretrain's ``ResizeEdge`` and ``CenterCrop``), so
+  that every model sees, and the grid shows, the same square; then the
+  model's own data preprocessor. ``--img sklearn`` stands for the two
+  photographs scikit-learn ships (``sklearn.datasets.load_sample_images``:
+  china.jpg, flower.jpg).
 * Without ``--checkpoint`` the models keep their random initialisation
   (seeded by ``--seed``; a warning says so): the grid then shows the
   architectures' untrained response, not learned attention.
@@ -49,23 +53,19 @@ Usage::
 import argparse
 import os
 import os.path as osp
-import sys
 import warnings
 
-# Run as a script, tools/visualization (not the repository) is on the path;
-# let a source checkout work without an install.
+import numpy as np
+import torch
+import torch.nn as nn
+from mmengine.config import Config, DictAction
+
+import sase_mm  # noqa: F401  sase_mm's types and configs, before parsing
+from sase_mm.apis.tool_models import (ClassifierLogits, build_config_model,
+                                      is_detector)
+
+#: The checkout whose configs are the default columns.
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(1, REPO)
-
-import sase_mm  # noqa: E402,F401  sase_mm's types and configs, before parsing
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
-
-from sase_mm.utils.tool_models import (ClassifierLogits,  # noqa: E402
-                                       build_config_model,
-                                       is_detector)
 
 #: The paper's figure: ResNet-50 without attention, SE, CBAM, ECA and SASE.
 DEFAULT_CONFIGS = [
@@ -76,6 +76,12 @@ DEFAULT_CONFIGS = [
     'configs/imagenet/sase_r50_8xb16_in1k.py',
 ]
 SKLEARN_IMAGES = 'sklearn'
+#: The loading and packing of configs without a test pipeline of image
+#: files (the search's in-memory sets), mmpretrain's.
+DEFAULT_PIPELINE = [dict(type='mmpretrain.LoadImageFromFile'),
+                    dict(type='mmpretrain.PackInputs')]
+#: Test-pipeline steps that set the image's size: replaced by --img-size.
+GEOMETRY_STEPS = ('Resize', 'Crop', 'Pad')
 HEADER = 28  # pixels of the title band
 PAD = 4  # pixels between cells
 
@@ -177,38 +183,66 @@ def sample_image_paths(out_dir: str) -> list:
     return paths
 
 
-def load_image(path: str, size: int) -> np.ndarray:
-    """The image as (size, size, 3) uint8 BGR: short side resized to
-    ``size``, centre crop (mmpretrain's ResizeEdge + CenterCrop)."""
-    import mmcv
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'--img: no such file {path!r}')
-    img = mmcv.imread(path, channel_order='bgr')
-    if img is None:
-        raise ValueError(f'--img: {path!r} is not an image OpenCV reads')
-    h, w = img.shape[:2]
-    scale = size / min(h, w)
-    img = mmcv.imresize(img, (max(size, round(w * scale)),
-                              max(size, round(h * scale))),
-                        interpolation='bicubic')
-    h, w = img.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
-    return np.ascontiguousarray(img[top:top + size, left:left + size])
+def test_pipeline(cfg: Config, size: int) -> list:
+    """The config's test pipeline (``test_dataloader.dataset.pipeline``),
+    its resize, crop and pad steps replaced by a short-side resize to
+    ``size`` and a ``size`` x ``size`` centre crop (mmpretrain's
+    ``ResizeEdge`` and ``CenterCrop``; bicubic)."""
+    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
+    steps = list(dataset.get('pipeline') or DEFAULT_PIPELINE)
+    geometry = [dict(type='mmpretrain.ResizeEdge', scale=size, edge='short',
+                     interpolation='bicubic'),
+                dict(type='mmpretrain.CenterCrop', crop_size=size)]
+    out = []
+    for step in steps:
+        name = str(step['type']).split('.')[-1]
+        if any(word in name for word in GEOMETRY_STEPS):
+            out += geometry
+            geometry = []
+        else:
+            out.append(dict(step))
+    if geometry:  # after the loading
+        out[1:1] = geometry
+    return out
 
 
-def to_inputs(model: nn.Module, images_bgr) -> torch.Tensor:
+def load_images(cfg: Config, paths, size: int):
+    """The images through :func:`test_pipeline`.
+
+    Returns:
+        (the packed results, one per image, for the data preprocessor;
+        the images as (size, size, 3) uint8 RGB arrays, as shown).
+    """
+    from mmengine.dataset import Compose
+    pipeline = Compose(test_pipeline(cfg, size))
+    packed, shown = [], []
+    for path in paths:
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'--img: no such file {path!r}')
+        try:
+            data = pipeline(dict(img_path=path))
+        except Exception as err:  # mmcv's loader asserts a decoded image
+            raise ValueError(f'--img: {path!r} is not an image OpenCV '
+                             f'reads') from err
+        packed.append(data)
+        # The pipeline keeps OpenCV's BGR; the preprocessor makes it RGB.
+        shown.append(np.ascontiguousarray(
+            data['inputs'].permute(1, 2, 0).numpy()[..., ::-1]))
+    return packed, shown
+
+
+def to_inputs(model: nn.Module, packed) -> torch.Tensor:
     """A (N, 3, S, S) float batch, normalised as the model expects: its
     data preprocessor when that normalises (mmpretrain / mmdet configs),
     else RGB in [0, 1] (the search configs' digits)."""
+    from mmengine.dataset import pseudo_collate
     pre = getattr(model, 'data_preprocessor', None)
-    batch = [torch.from_numpy(img).permute(2, 0, 1).contiguous()
-             for img in images_bgr]
     if pre is not None and hasattr(pre, 'mean'):
-        h, w = images_bgr[0].shape[:2]
+        h, w = packed[0]['inputs'].shape[-2:]
         with torch.no_grad():
-            x = pre(dict(inputs=batch), False)['inputs'].float()
+            x = pre(pseudo_collate(packed), False)['inputs'].float()
         return x[..., :h, :w]  # without mmdet's padding to 32
-    rgb = torch.stack(batch).flip(1).float() / 255.
+    rgb = torch.stack([p['inputs'] for p in packed]).flip(1).float() / 255.
     return rgb.to(next(model.parameters()).device)
 
 
@@ -365,6 +399,57 @@ def _targets(categories, n_images):
     return [ClassifierOutputTarget(c) for c in categories]
 
 
+def model_column(config: str, ckpt, paths, targets, args, title=None):
+    """One column: the model of ``config``, its inputs and CAMs, titled
+    ``title`` (default: from the config, :func:`column_label`).
+
+    Returns:
+        ``dict(shown, maps, names, prediction, label)`` (``shown``: the
+        images as its pipeline gives them, RGB; ``maps``: (N, S, S) in
+        [0, 1]), or None with ``--preview-model`` (its module names are
+        printed instead).
+    """
+    model, cfg = build_model(config, ckpt, args.cfg_options, args.device,
+                             args.seed, args.genotype)
+    if args.preview_model:
+        print(f'==> {config}')
+        print('\n'.join(n for n, _ in model.named_modules() if n))
+        return None
+    if ckpt is None:
+        warnings.warn(f'{config}: no checkpoint, random weights (seed '
+                      f'{args.seed}): the map shows the untrained '
+                      f'architecture, not learned attention')
+    detector = is_detector(model)
+    scorer = (DetectorObjectness if detector else ClassifierLogits)(model)
+    packed, shown = load_images(cfg, paths, args.img_size)
+    inputs = to_inputs(model, packed)
+    if args.target_layers:
+        names = list(args.target_layers)
+        layers = [get_layer(model, n) for n in names]
+    else:
+        name, layer = default_target_layer(model, scorer, inputs)
+        names, layers = [name], [layer]
+    with torch.no_grad():
+        prediction = scorer(inputs).argmax(-1).tolist()
+    maps = compute_cams(scorer, layers, inputs, args.method,
+                        None if detector else targets, args.eigen_smooth,
+                        args.aug_smooth)
+    label = column_label(cfg, config)
+    if detector:
+        label = f'{type(model).__name__} + {label}'
+    label = title or label
+    what = 'objectness' if detector else f'classes {prediction} (top-1)'
+    print(f'{label}: {args.method} of {", ".join(names)} for {what}',
+          flush=True)
+    zero = [i for i in range(len(maps)) if not maps[i].max() > 0]
+    if zero:
+        print(f'  note: the map of image(s) {zero} is 0 everywhere (no '
+              f'position raises the score; common with random weights): '
+              f'--method gradcam++ or eigencam show more', flush=True)
+    return dict(shown=shown, maps=maps, names=names, prediction=prediction,
+                label=label)
+
+
 def main(argv=None):
     """Writes the grid; returns ``dict(grid, cams, labels, target_layers,
     predictions, out)`` (``cams``: (images, models, S, S) in [0, 1])."""
@@ -387,62 +472,24 @@ def main(argv=None):
         paths = []
         for p in args.img:
             paths += sample_image_paths(tmp) if p == SKLEARN_IMAGES else [p]
-        images = [load_image(p, args.img_size) for p in paths]
-    rgb = [img[..., ::-1].copy() for img in images]
-    targets = _targets(args.target_category, len(images))
-
-    cams, labels, layer_names, predictions = [], [], [], []
-    for j, (config, ckpt) in enumerate(zip(configs, ckpts)):
-        model, cfg = build_model(config, ckpt, args.cfg_options, args.device,
-                                 args.seed, args.genotype)
-        if args.preview_model:
-            print(f'==> {config}')
-            print('\n'.join(n for n, _ in model.named_modules() if n))
-            continue
-        if ckpt is None:
-            warnings.warn(f'{config}: no checkpoint, random weights (seed '
-                          f'{args.seed}): the map shows the untrained '
-                          f'architecture, not learned attention')
-        detector = is_detector(model)
-        scorer = (DetectorObjectness if detector else ClassifierLogits)(model)
-        inputs = to_inputs(model, images)
-        if args.target_layers:
-            names = list(args.target_layers)
-            layers = [get_layer(model, n) for n in names]
-        else:
-            name, layer = default_target_layer(model, scorer, inputs)
-            names, layers = [name], [layer]
-        with torch.no_grad():
-            scores = scorer(inputs)
-        predictions.append(scores.argmax(-1).tolist())
-        maps = compute_cams(scorer, layers, inputs, args.method,
-                            None if detector else targets,
-                            args.eigen_smooth, args.aug_smooth)
-        cams.append(maps)
-        layer_names.append(names)
-        label = column_label(cfg, config)
-        if detector:
-            label = f'{type(model).__name__} + {label}'
-        labels.append(args.labels[j] if args.labels else label)
-        what = 'objectness' if detector else \
-            f'classes {predictions[-1]} (top-1)'
-        print(f'{labels[-1]}: {args.method} of {", ".join(names)} for '
-              f'{what}', flush=True)
-        zero = [i for i in range(len(maps)) if not maps[i].max() > 0]
-        if zero:
-            print(f'  note: the map of image(s) {zero} is 0 everywhere (no '
-                  f'position raises the score; common with random weights): '
-                  f'--method gradcam++ or eigencam show more', flush=True)
-        del model, scorer
+        for p in paths:  # before any model is built
+            if not osp.isfile(p):
+                raise FileNotFoundError(f'--img: no such file {p!r}')
+        targets = _targets(args.target_category, len(paths))
+        titles = args.labels or [None] * len(configs)
+        columns = [model_column(config, ckpt, paths, targets, args, title)
+                   for config, ckpt, title in zip(configs, ckpts, titles)]
     if args.preview_model:
         return None
+    rgb = columns[0]['shown']  # each column's pipeline gives the same
+    labels = [c['label'] for c in columns]
     # Same titles twice (two configs with one attention): add the file.
     for j, lab in enumerate(labels):
         if labels.count(lab) > 1 and not args.labels:
             rel = osp.splitext(osp.relpath(configs[j], REPO))[0]
             labels[j] = f'{lab} ({rel})'
 
-    cams = np.stack(cams, axis=1)  # (images, models, S, S)
+    cams = np.stack([c['maps'] for c in columns], axis=1)  # (N, M, S, S)
     overlays = [[show_cam_on_image(img.astype(np.float32) / 255.,
                                    cams[i, j], use_rgb=True)
                  for j in range(cams.shape[1])]
@@ -455,9 +502,10 @@ def main(argv=None):
     if not cv2.imwrite(args.out, np.ascontiguousarray(grid[..., ::-1]),
                        params):
         raise OSError(f'could not write {args.out!r}')
-    print(f'{len(images)} image(s) x {len(labels)} model(s) -> {args.out}')
+    print(f'{len(rgb)} image(s) x {len(labels)} model(s) -> {args.out}')
     return dict(grid=grid, cams=cams, labels=labels,
-                target_layers=layer_names, predictions=predictions,
+                target_layers=[c['names'] for c in columns],
+                predictions=[c['prediction'] for c in columns],
                 out=args.out)
 
 

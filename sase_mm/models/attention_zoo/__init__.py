@@ -5,6 +5,9 @@ Each module follows the plug-in contract of :class:`~sase_mm.models.SASE`:
 for mmcv's plugin naming, and (B, C, H, W) -> (B, C, H, W). Registered in
 sase_mm's MODELS under the names in :data:`ZOO`, e.g.
 ``dict(type='sase_mm.ECA')``. Each module's docstring names its paper.
+In a float16 / bfloat16 model each forward runs in float32, on float32
+casts of the module's state, and returns its input's dtype; under autocast
+it runs as autocast runs it (``layers/precision.half_in_float32``).
 """
 from .cbam import CBAM
 from .ean import EAN

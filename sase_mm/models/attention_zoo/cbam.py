@@ -22,8 +22,9 @@ import torch.nn as nn
 
 from ..layers.arg_checks import LatentChannels, check_int
 from ..layers.dims import C_DIMS, HW_DIMS
+from ..layers.feature_stats import FeatureStats
+from ..layers.precision import half_in_float32
 from ..layers.registration import register_model
-from ..layers.statistics import FeatureStats
 from .se import hidden_width
 
 
@@ -70,6 +71,7 @@ class CBAM(nn.Module):
         pooled = torch.cat([s.mean(C_DIMS), s.amax(C_DIMS)], dim=1)
         return torch.sigmoid(self.spatial(pooled))
 
+    @half_in_float32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""
         x = x * self.channel_map(x)

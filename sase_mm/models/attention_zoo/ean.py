@@ -35,6 +35,7 @@ import torch.nn as nn
 
 from ..layers.arg_checks import check_int
 from ..layers.excitation import ChannelAffine
+from ..layers.precision import half_in_float32
 from ..layers.registration import register_model
 
 
@@ -61,6 +62,7 @@ class EAN(nn.Module):
         self.norm = nn.GroupNorm(groups, in_channels, eps=eps, affine=True)
         self.excite = ChannelAffine(in_channels)  # sigmoid(a * n + b)
 
+    @half_in_float32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""
         b, c = x.shape[:2]

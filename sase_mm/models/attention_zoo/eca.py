@@ -21,6 +21,7 @@ import torch.nn as nn
 from ..layers.arg_checks import check_int
 from ..layers.dims import HW_DIMS
 from ..layers.excitation import Conv1dChain
+from ..layers.precision import half_in_float32
 from ..layers.registration import register_model
 from ..layers.squeeze import MeanPool
 
@@ -55,6 +56,7 @@ class ECA(nn.Module):
         self.squeeze = MeanPool(HW_DIMS)
         self.excite = Conv1dChain(kernel_size, depth=1)  # includes sigmoid
 
+    @half_in_float32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""
         return x * self.excite(self.squeeze(x))

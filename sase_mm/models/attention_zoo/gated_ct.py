@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from ..layers.arg_checks import check_choice, check_int
+from ..layers.precision import half_in_float32
 from ..layers.registration import register_model
 
 
@@ -50,6 +51,7 @@ class GatedCT(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1, in_channels, 1, 1))
         self.beta = nn.Parameter(torch.zeros(1, in_channels, 1, 1))
 
+    @half_in_float32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""
         eps = self.epsilon

@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from ..layers.arg_checks import check_int
 from ..layers.dims import HW_DIMS
+from ..layers.precision import half_in_float32
 from ..layers.registration import register_model
 from ..layers.squeeze import MeanPool
 
@@ -45,6 +46,7 @@ class GCT(nn.Module):
         self.c, self.eps = float(c), float(eps)
         self.gap = MeanPool(HW_DIMS)
 
+    @half_in_float32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""
         z = self.gap(x)

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from ..layers.arg_checks import check_int
+from ..layers.precision import half_in_float32
 from ..layers.registration import register_model
 from ..layers.squeeze import CovRowConv
 
@@ -67,6 +68,7 @@ class GSoP(nn.Module):
         z = z - z.mean(-1, keepdim=True)
         return torch.bmm(z, z.transpose(1, 2)) / z.shape[-1]
 
+    @half_in_float32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""
         cov = self.covariance(self.reduce(x))

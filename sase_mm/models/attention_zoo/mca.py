@@ -30,8 +30,9 @@ import torch.nn as nn
 
 from ..layers.arg_checks import check_choice, check_int
 from ..layers.dims import HW_DIMS
+from ..layers.feature_stats import FeatureStats
+from ..layers.precision import half_in_float32
 from ..layers.registration import register_model
-from ..layers.statistics import FeatureStats
 from .eca import eca_kernel_size
 
 
@@ -79,6 +80,7 @@ class MCA(nn.Module):
             return (s.var(HW_DIMS) + self.eps).sqrt()
         return s.third_moment(HW_DIMS) * (s.var(HW_DIMS) + self.eps).pow(-1.5)
 
+    @half_in_float32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""
         b, c = x.shape[:2]

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from ..layers.arg_checks import (LatentChannels, check_int,
                                 resolve_latent_channels)
 from ..layers.dims import HW_DIMS
+from ..layers.precision import half_in_float32
 from ..layers.registration import register_model
 from ..layers.squeeze import MeanPool
 
@@ -59,6 +60,7 @@ class SE(nn.Module):
         self.reduce = nn.Conv2d(in_channels, hidden, 1)
         self.expand = nn.Conv2d(hidden, in_channels, 1)
 
+    @half_in_float32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""
         z = self.squeeze(x)  # (B, C, 1, 1)

@@ -19,8 +19,9 @@ import torch.nn as nn
 
 from ..layers.arg_checks import check_int
 from ..layers.dims import HW_DIMS
+from ..layers.feature_stats import FeatureStats
+from ..layers.precision import half_in_float32
 from ..layers.registration import register_model
-from ..layers.statistics import FeatureStats
 
 
 @register_model
@@ -40,6 +41,7 @@ class SRM(nn.Module):
                              groups=in_channels, bias=False)
         self.bn = nn.BatchNorm1d(in_channels)
 
+    @half_in_float32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""
         b, c = x.shape[:2]

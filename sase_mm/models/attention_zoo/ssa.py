@@ -19,9 +19,10 @@ import torch.nn as nn
 
 from ..layers.arg_checks import check_choice, check_int
 from ..layers.dims import HW_DIMS
+from ..layers.feature_stats import FeatureStats
+from ..layers.precision import half_in_float32
 from ..layers.registration import register_model
 from ..layers.squeeze import MeanPool
-from ..layers.statistics import FeatureStats
 
 
 @register_model
@@ -43,6 +44,7 @@ class SSA(nn.Module):
         self.squash = MeanPool(HW_DIMS) if pool == 'avg' else None
         self.bn = nn.BatchNorm2d(1)
 
+    @half_in_float32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""
         cam = (self.squash(x) if self.squash is not None else

@@ -8,12 +8,11 @@ BasicBlocks with 16, 32, 64 channels and strides 1, 2, 2; a 1x1 conv + BN
 shortcut where the shape changes; global average pool; linear classifier.
 
 The attention sits after the second BN of each basic block, before the
-shortcut add. During a search every block's ``SASESearch`` reads one shared
-(6, 7) alpha, and the mixing weights ``mix = softmax(alpha)`` are passed
-explicitly through ``forward(x, mix)`` (DARTS's ``cell(s0, s1, weights)``
-idiom) so that the search model, the alpha's single owner, computes the
-softmax once per pass. The network creates no alpha itself: it claims the
-shared one from :mod:`sase_mm.models.sase.supernet` (the alpha's one home).
+shortcut add. With searchable attention (``SASESearch``) the network owns
+one (6, 7) alpha, drawn before any layer, and binds it to its blocks after
+building them (``sase/alphas.py``); a search model around the network binds
+its own alpha instead. The blocks take their mixing weights from the pass
+(``sase/mixing.py``).
 """
 from typing import Optional, Sequence, Tuple, Union
 
@@ -22,8 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...registry import MODELS
-from ..layers.builder import build_attention, is_searchable
-from ..sase.supernet import claim_alphas, enclosing_alphas
+from ..layers.builder import build_attention, reads_alphas
+from ..sase.alphas import AlphaHolder, bind_alphas, init_alphas
 
 __all__ = ['CifarBasicBlock', 'CifarResNet']
 
@@ -36,10 +35,6 @@ class CifarBasicBlock(nn.Module):
         out_channels (int): C_out.
         stride (int): stride of the first conv (and of the shortcut).
         attn_cfg (dict | None): attention after the second BN (None: none).
-        alphas (nn.Parameter, optional): shared architecture weights for a
-            searchable attention (kept by reference, not registered here);
-            None: the attention joins the alpha of the model under
-            construction.
         spatial_size (int, optional): the output feature size, handed to
             attention types that take ``spatial_size`` (when the config does
             not set it).
@@ -49,7 +44,6 @@ class CifarBasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
                  attn_cfg: Optional[dict] = None,
-                 alphas: Optional[nn.Parameter] = None,
                  spatial_size: Optional[int] = None):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1,
@@ -59,10 +53,7 @@ class CifarBasicBlock(nn.Module):
                                bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
         extra = {} if spatial_size is None else dict(spatial_size=spatial_size)
-        self.attention = build_attention(attn_cfg, out_channels, alphas,
-                                         **extra)
-        # Only searchable blocks take the mixing weights in forward.
-        self._attn_takes_mix = is_searchable(self.attention)
+        self.attention = build_attention(attn_cfg, out_channels, **extra)
         if stride != 1 or in_channels != out_channels:
             self.downsample = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
@@ -70,23 +61,18 @@ class CifarBasicBlock(nn.Module):
         else:
             self.downsample = None
 
-    def forward(self, x: torch.Tensor,
-                mix: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """x: (B, C_in, H, W); mix: optional (6, 7) mixing weights for a
-        searchable attention (default: its own ``mix()``)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C_in, H, W)."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         if self.attention is not None:
-            if self._attn_takes_mix and mix is not None:
-                out = self.attention(out, mix)
-            else:
-                out = self.attention(out)
+            out = self.attention(out)
         identity = x if self.downsample is None else self.downsample(x)
         return F.relu(out + identity)
 
 
 @MODELS.register_module()
-class CifarResNet(nn.Module):
+class CifarResNet(AlphaHolder, nn.Module):
     """ResNet-20/32/44/56/110 for 32 x 32 images, with attention slots.
 
     Args:
@@ -98,11 +84,9 @@ class CifarResNet(nn.Module):
         attn_cfg (dict | None): the attention after the second BN of every
             block, e.g. ``dict(type='sase_mm.SASESearch')`` or
             ``dict(type='sase_mm.SASE', genotype=...)``; None: plain ResNet.
-        alphas (nn.Parameter, optional): the (6, 7) architecture weights a
-            searchable attention reads, owned by the caller (the search
-            model). When the attention is searchable and none is given, the
-            network claims one (``claim_alphas``) and owns it (key
-            ``alphas``); its blocks join it.
+            A searchable attention (``reads_alphas``) makes the network the
+            owner of one (6, 7) alpha (key ``alphas``) that all its blocks
+            read, until a search model binds its own.
         base_channels (int): channels of the first stage (16); the stages
             have 1x, 2x, 4x.
         in_channels (int): image channels (3).
@@ -117,7 +101,6 @@ class CifarResNet(nn.Module):
 
     def __init__(self, depth: int = 20, num_classes: int = 10,
                  attn_cfg: Optional[dict] = None,
-                 alphas: Optional[nn.Parameter] = None,
                  base_channels: int = 16, in_channels: int = 3,
                  input_size: int = 32,
                  out_indices: Sequence[int] = (2, )):
@@ -131,15 +114,10 @@ class CifarResNet(nn.Module):
         self.depth = depth
         self.num_classes = num_classes
         self.out_indices = tuple(out_indices)
-        searchable = is_searchable(attn_cfg)
-        if searchable and alphas is None and enclosing_alphas() is None:
-            # Claimed before any layer is built (the alpha is drawn first);
-            # the blocks, built with alphas=None, join it. Inside a model
-            # that owns one (a search model around an mm classifier) the
-            # blocks join that one instead.
-            self.alphas = claim_alphas(self)
-        elif not searchable:
-            alphas = None
+        if reads_alphas(attn_cfg):
+            # Drawn before any layer (the first draw of the random stream),
+            # bound to the blocks once they are built.
+            self.alphas = init_alphas()
         n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(in_channels, base_channels, 3, 1, 1,
                                bias=False)
@@ -152,13 +130,15 @@ class CifarResNet(nn.Module):
             for j in range(n):
                 stride = 2 if i > 0 and j == 0 else 1
                 blocks.append(CifarBasicBlock(
-                    channels, out_channels, stride, attn_cfg, alphas,
+                    channels, out_channels, stride, attn_cfg,
                     spatial_size=max(1, input_size // 2**i)))
                 channels = out_channels
             self.layers.append(nn.ModuleList(blocks))
         self.fc = nn.Linear(channels, num_classes) if num_classes > 0 \
             else None
         self._init_backbone_weights()
+        if self.owns_alphas:
+            bind_alphas(self, self.alphas)
 
     def _init_backbone_weights(self):
         # He init for the network's own convs; the attention operations keep
@@ -174,24 +154,14 @@ class CifarResNet(nn.Module):
         nn.init.kaiming_normal_(self.conv1.weight, mode='fan_out',
                                 nonlinearity='relu')
 
-    @property
-    def arch_alphas(self) -> Optional[nn.Parameter]:
-        """The shared alpha the searchable blocks read (None if none)."""
-        for m in self.modules():
-            if is_searchable(m):
-                return m.arch_alphas
-        return None
-
-    def forward(self, x: torch.Tensor,
-                mix: Optional[torch.Tensor] = None
+    def forward(self, x: torch.Tensor
                 ) -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
-        """x: (B, 3, H, W); mix: optional (6, 7) mixing weights for
-        searchable attention (default: each block's ``mix()``)."""
+        """x: (B, 3, H, W)."""
         x = F.relu(self.bn1(self.conv1(x)))
         outs = []
         for i, layer in enumerate(self.layers):
             for block in layer:
-                x = block(x, mix)
+                x = block(x)
             if i in self.out_indices:
                 outs.append(x)
         if self.fc is None:

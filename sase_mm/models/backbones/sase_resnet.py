@@ -28,8 +28,8 @@ import torch.utils.checkpoint as cp
 from mmpretrain.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 
 from ...registry import MODELS
-from ..layers.builder import DEFAULT_ATTN_CFG, build_attention, is_searchable
-from ..sase.supernet import claim_alphas, enclosing_alphas
+from ..layers.builder import DEFAULT_ATTN_CFG, build_attention, reads_alphas
+from ..sase.alphas import AlphaHolder, bind_alphas, init_alphas
 
 
 class _AttentionSlot:
@@ -37,10 +37,9 @@ class _AttentionSlot:
     before the block class: its ``__init__`` and ``forward`` come first)."""
 
     def __init__(self, in_channels: int, out_channels: int,
-                 attn_cfg: Optional[dict] = None,
-                 alphas: Optional[nn.Parameter] = None, **kwargs):
+                 attn_cfg: Optional[dict] = None, **kwargs):
         super().__init__(in_channels, out_channels, **kwargs)
-        attention = build_attention(attn_cfg, out_channels, alphas)
+        attention = build_attention(attn_cfg, out_channels)
         if attention is None:
             self.attention = None  # plain block: no keys in the state_dict
         else:
@@ -78,9 +77,6 @@ class SASEBasicBlock(_AttentionSlot, BasicBlock):
         in_channels (int), out_channels (int), **kwargs: as BasicBlock.
         attn_cfg (dict | None): the attention (``in_channels`` =
             ``out_channels`` is filled in); None: a plain block.
-        alphas (nn.Parameter, optional): shared architecture weights for a
-            searchable attention; None: it joins the alpha of the model
-            under construction (``SASEResNet``'s).
     """
 
     def _branch(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,7 +96,7 @@ class SASEBottleneck(_AttentionSlot, Bottleneck):
 
 
 @MODELS.register_module()
-class SASEResNet(ResNet):
+class SASEResNet(AlphaHolder, ResNet):
     """ResNet-18/34/50/101/152 with an attention module in every block.
 
     Args:
@@ -110,10 +106,10 @@ class SASEResNet(ResNet):
             block's output channels. Default: the paper's searched block,
             ``dict(type='sase_mm.SASE')``. ``None`` gives a plain ResNet (the
             same keys as mmpretrain's ``ResNet``). A searchable type
-            (``is_searchable``, e.g. ``sase_mm.SASESearch``) reads the
-            backbone's single (6, 7) ``alphas`` parameter (claimed from
-            ``sase_mm.models.sase.supernet``), or, built inside a search
-            model (``DARTSSearch``), the search model's.
+            (``reads_alphas``, e.g. ``sase_mm.SASESearch``) makes the
+            backbone the owner of one (6, 7) alpha (key ``alphas``), bound
+            to every block after build (``sase/alphas.py``); a search model
+            (``DARTSSearch``) around it binds its own instead.
         **kwargs: every option of mmpretrain's ``ResNet`` (``num_stages``,
             ``strides``, ``dilations``, ``out_indices``, ``style``,
             ``deep_stem``, ``avg_down``, ``frozen_stages``, ``conv_cfg``,
@@ -145,15 +141,14 @@ class SASEResNet(ResNet):
             raise KeyError(f'invalid depth {depth} for SASEResNet; valid: '
                            f'{sorted(self.arch_settings)}')
         self.attn_cfg = copy.deepcopy(attn_cfg)
-        # Claimed before ResNet.__init__ builds the blocks (which join it
-        # through the construction stack), registered right after, when
-        # nn.Module can hold parameters. Inside a model that owns an alpha
-        # (a search model) none is claimed: the blocks join that one.
-        alphas = claim_alphas(self) if is_searchable(self.attn_cfg) and \
-            enclosing_alphas() is None else None
+        # Drawn before ResNet.__init__ builds the blocks (the first draw of
+        # the random stream), registered once nn.Module can hold it, then
+        # bound to the blocks.
+        alphas = init_alphas() if reads_alphas(self.attn_cfg) else None
         super().__init__(depth, **kwargs)
         if alphas is not None:
             self.alphas = alphas
+            bind_alphas(self, alphas)
 
     def train(self, mode: bool = True) -> 'SASEResNet':
         """As mmpretrain's (frozen stages, norm_eval), returning ``self``

@@ -7,10 +7,11 @@ the last BN of every residual block (docs/spec.md section 4), the place SE
 one after every conv. Every attention module follows one contract,
 ``Module(in_channels, **cfg)`` with ``forward`` (B, C, H, W) -> (B, C, H, W),
 so the same backbones serve the searched block, the search and the
-baselines. This module resolves a config's ``type``, says whether it is
-searchable (:func:`is_searchable`: the class sets ``searchable = True``,
-like ``SASESearch``, and then takes the network's shared ``alphas``), and
-builds it. It needs the mm registries only to resolve a ``type`` string.
+baselines. This module resolves a config's ``type``, says whether it reads
+the network's shared alpha (:func:`reads_alphas`: the class sets
+``reads_alphas = True``, like ``SASESearch``; the network that builds it
+then binds its one alpha to it, ``sase/alphas.py``), and builds it. It
+needs the mm registries only to resolve a ``type`` string.
 """
 import copy
 import inspect
@@ -51,15 +52,13 @@ def attention_class(attn_cfg: Mapping) -> type:
     return cls
 
 
-def is_searchable(attention: Any) -> bool:
-    """Whether an attention (a config dict, a class or a module) is a search
-    supernet block that reads the network's shared alpha.
+def reads_alphas(attention: Any) -> bool:
+    """Whether an attention (a config dict, a class or a module) is a
+    searchable block that mixes its operations by the network's shared
+    alpha (``SASESearch``): its class sets ``reads_alphas = True``.
 
-    The one predicate of the package. A searchable class sets
-    ``searchable = True`` and exposes ``arch_alphas`` (the (6, 7) alpha),
-    ``mix()`` (softmax(alpha)) and ``genotype()``: the block
-    ``SASESearch``, and the search model ``DARTSSearch`` (which the search
-    loop and hook ask this of).
+    A network whose attention reads alphas owns one alpha and binds it to
+    its blocks after building them (``sase/alphas.py``).
     """
     if attention is None:
         return False
@@ -69,7 +68,7 @@ def is_searchable(attention: Any) -> bool:
         cls = attention
     else:
         cls = attention_class(attention)
-    return bool(getattr(cls, 'searchable', False))
+    return getattr(cls, 'reads_alphas', False) is True
 
 
 def takes_option(attn_cfg: Mapping, name: str) -> bool:
@@ -78,7 +77,6 @@ def takes_option(attn_cfg: Mapping, name: str) -> bool:
 
 
 def build_attention(attn_cfg: Optional[Mapping], in_channels: int,
-                    alphas: Optional[nn.Parameter] = None,
                     **defaults) -> Optional[nn.Module]:
     """Builds the attention for a feature map of ``in_channels`` channels.
 
@@ -86,8 +84,6 @@ def build_attention(attn_cfg: Optional[Mapping], in_channels: int,
         attn_cfg (dict | None): ``dict(type=..., **options)``; None gives no
             attention (a plain residual block).
         in_channels (int): C of the map (B, C, H, W).
-        alphas (nn.Parameter, optional): the shared architecture weights,
-            passed to searchable types (see module docstring).
         **defaults: options passed when the class takes them and the config
             does not set them (e.g. ``spatial_size``).
 
@@ -103,7 +99,5 @@ def build_attention(attn_cfg: Optional[Mapping], in_channels: int,
     for key, value in defaults.items():
         if key not in cfg and key in params:
             cfg[key] = value
-    if alphas is not None and is_searchable(cls):
-        cfg['alphas'] = alphas
     del cfg['type']
     return cls(**cfg)

@@ -13,6 +13,8 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from .config import is_exportable
+
 Dims = Tuple[int, ...]
 #: Channel statistics reduce over H, W: (B, C, H, W) -> (B, C, 1, 1).
 HW_DIMS: Dims = (2, 3)
@@ -44,8 +46,14 @@ def to_size(size: Optional[SizeLike]) -> Tuple[int, int]:
 
 
 def resize_to(param: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """Bilinearly resizes a (..., h, w) per-position parameter to ``size``."""
-    if tuple(param.shape[-2:]) == tuple(size):
+    """Bilinearly resizes a (..., h, w) per-position parameter to ``size``.
+
+    A parameter already of that size is returned as it is, but while the
+    layers are exportable (``config.py``): a tracing exporter would freeze
+    that shape comparison at the export size, and bilinear resizing to the
+    same size is the identity.
+    """
+    if not is_exportable() and tuple(param.shape[-2:]) == tuple(size):
         return param
     lead = param.shape[:-2]
     out = F.interpolate(param.reshape(1, -1, *param.shape[-2:]), size=size,

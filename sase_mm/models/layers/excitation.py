@@ -7,6 +7,15 @@ channel excitation maps (B, C, 1, 1) -> (B, C, 1, 1), a spatial one
 (B, 1, H, W) -> (B, 1, H, W). Each takes ``forward(x, stats=None)`` like the
 squeezes (and ignores ``stats``) so that the two kinds are interchangeable
 in a block's edges.
+
+The 1 -> 1 convolutions (ECA's chain, the spatial convs) run the batch as
+the groups of one depthwise convolution, far faster on CPU than a
+1-channel convolution over a batch. Each also has that plain form
+(``forward_plain``, same weights, same values), which runs under
+``torch.compile`` and while the layers are exportable (``config.py``):
+inductor cannot order the symbolic strides of the grouped form's (1, B, ...)
+view saved for backward, and a tracing exporter would freeze ``groups=B``
+at the export batch.
 """
 from typing import Optional, Sequence, Tuple
 
@@ -14,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import is_exportable
 from .dims import SizeLike, resize_to, to_size
 
 
@@ -41,19 +51,10 @@ class Conv1dChain(nn.Module):
         return len(self.convs)
 
     def forward(self, x, stats=None):
+        if torch.compiler.is_compiling() or is_exportable():
+            return self.forward_plain(x)
         b = x.shape[0]
-        # >>> torch.compile (issue 10): the plain 1-channel conv over the
-        # batch; the grouped form's (1, B, ...) view, saved for backward,
-        # has symbolic strides inductor cannot order (an InductorError).
-        if torch.compiler.is_compiling():
-            y = x.reshape(b, 1, -1)
-            for i, conv in enumerate(self.convs):
-                y = F.conv1d(F.relu(y) if i else y, conv.weight,
-                             padding=conv.padding)
-            return torch.sigmoid(y).reshape(x.shape)
-        # <<< torch.compile
-        # The batch as groups of one depthwise conv: the same 1 -> 1 conv,
-        # far faster on CPU than a 1-channel conv over a batch.
+        # The batch as groups of one depthwise conv (see the module doc).
         y = x.reshape(1, b, -1)
         for i, conv in enumerate(self.convs):
             if i:
@@ -61,6 +62,15 @@ class Conv1dChain(nn.Module):
             y = F.conv1d(y, conv.weight.expand(b, 1, -1),
                          padding=conv.padding, groups=b)
         return torch.sigmoid(y).view_as(x)
+
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` as a 1-channel conv over the batch, (B, 1, C):
+        the form compiled and exported (see the module doc)."""
+        y = x.reshape(x.shape[0], 1, -1)
+        for i, conv in enumerate(self.convs):
+            y = F.conv1d(F.relu(y) if i else y, conv.weight,
+                         padding=conv.padding)
+        return torch.sigmoid(y).reshape(x.shape)
 
 
 class FCExcitation(nn.Module):
@@ -146,15 +156,10 @@ class SpatialConv(nn.Module):
         return len(self.convs)
 
     def forward(self, x, stats=None):
+        if torch.compiler.is_compiling() or is_exportable():
+            return self.forward_plain(x)
         b, _, h, w = x.shape
-        # >>> torch.compile (issue 10): the plain conv, as in Conv1dChain.
-        if torch.compiler.is_compiling():
-            y = x
-            for i, conv in enumerate(self.convs):
-                y = conv(F.relu(y) if i and self.relu_between else y)
-            return torch.sigmoid(y)
-        # <<< torch.compile
-        # The batch as groups of one depthwise conv (see Conv1dChain).
+        # The batch as groups of one depthwise conv (see the module doc).
         y = x.reshape(1, b, h, w)
         for i, conv in enumerate(self.convs):
             if i and self.relu_between:
@@ -162,3 +167,11 @@ class SpatialConv(nn.Module):
             y = F.conv2d(y, conv.weight.expand(b, 1, -1, -1),
                          padding=conv.padding, groups=b)
         return torch.sigmoid(y).view(b, 1, h, w)
+
+    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` as a 1-channel conv over the batch: the form
+        compiled and exported (see the module doc)."""
+        y = x
+        for i, conv in enumerate(self.convs):
+            y = conv(F.relu(y) if i and self.relu_between else y)
+        return torch.sigmoid(y)

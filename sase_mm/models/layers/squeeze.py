@@ -18,11 +18,16 @@ parameters are kept at a build-time size and resized (bilinear) to the
 input when the two differ.
 
 Every operation also declares what it reads from ``stats``: ``reads()``
-returns a set of :class:`~.statistics.Read` (a statistic over some dims, or
-the map itself, :data:`~.statistics.MAP`). The fused SASE block derives
-from these declarations which operations it can run on statistics alone
+returns a set of :class:`~.reads.Read` (a statistic over some dims, or the
+map itself, :data:`~.reads.MAP`). The fused SASE block derives from these
+declarations which operations it can run on statistics alone
 (``sase/fast/fused/tape.py``); a squeeze without one makes that import
 fail.
+
+While the layers are exportable (``config.py``), the spatial L2 norm runs
+its Function's plain reference, and :func:`adaptive_avg_pool` keeps its
+pooling matrices for same-size inputs too (a shortcut a tracing exporter
+would freeze at the export size).
 """
 from typing import FrozenSet, Tuple
 
@@ -30,10 +35,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import is_exportable
 from .dims import HW_DIMS, SizeLike, resize_to, to_size
-from .statistics import (MAP, Amax, CentralSums, FeatureStats, Pow4Sum, Read,
-                         Sum, bmm_sum_c, reading, reference_backward,
-                         safe_sqrt)
+from .feature_stats import FeatureStats
+from .numerics import safe_sqrt
+from .reads import MAP, Read, reading
+from .reference import apply, reference_backward
+from .stat_formulas import Amax, CentralSums, Pow4Sum, Sum, bmm_sum_c
 
 Reads = FrozenSet[Read]
 
@@ -100,7 +108,8 @@ class PairPool(nn.Module):
     def __init__(self, dims, stat: str):
         super().__init__()
         if stat not in self.STATS:
-            raise ValueError(f'unknown statistic {stat!r}; valid: {self.STATS}')
+            raise ValueError(f'unknown statistic {stat!r}; valid: '
+                             f'{self.STATS}')
         self.dims, self.stat = tuple(dims), stat
         self.merge = nn.Conv2d(2, 1, 1, bias=False)
 
@@ -175,7 +184,8 @@ class _LayerNormSquareSum(torch.autograd.Function):
     @staticmethod
     def reference(x, weight, bias, eps):
         d = x - x.mean(dim=HW_DIMS, keepdim=True)
-        xhat = d * torch.rsqrt(d.square().mean(dim=HW_DIMS, keepdim=True) + eps)
+        var = d.square().mean(dim=HW_DIMS, keepdim=True)
+        xhat = d * torch.rsqrt(var + eps)
         return (xhat * weight + bias).square().sum(dim=1, keepdim=True)
 
     @staticmethod
@@ -221,14 +231,14 @@ class SpatialL2Norm(nn.Module):
     def forward(self, x, stats=None):
         x = _stats(x, stats).x
         size = x.shape[-2:]
-        total = _LayerNormSquareSum.apply(x, resize_to(self.weight, size),
-                                          resize_to(self.bias, size),
-                                          self.eps)
+        total = apply(_LayerNormSquareSum, x, resize_to(self.weight, size),
+                      resize_to(self.bias, size), self.eps)
         return safe_sqrt(total)
 
 
 class CovRowConv(nn.Module):
-    """BN on a (B, n, n) covariance + row-wise grouped conv + ReLU -> (B, n, 1, 1)."""
+    """BN on a (B, n, n) covariance, row-wise grouped conv, ReLU:
+    (B, n, n) -> (B, n, 1, 1)."""
 
     def __init__(self, n: int):
         super().__init__()
@@ -271,7 +281,9 @@ def _pool_matrix(n_in: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
     """
     i = torch.arange(n_out, device=like.device).unsqueeze(1)
     start = (i * n_in) // n_out
-    end = -((-(i + 1) * n_in) // n_out)  # ceil division
+    # Ceil division written for non-negative operands: exported, an integer
+    # division truncates (ONNX Div), which -(-a // b) would get wrong.
+    end = ((i + 1) * n_in + n_out - 1) // n_out
     j = torch.arange(n_in, device=like.device)
     inside = (j >= start) & (j < end)
     return inside.to(like.dtype) / (end - start).to(like.dtype)
@@ -282,11 +294,12 @@ def adaptive_avg_pool(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
 
     The pooling is separable: P_h @ x @ P_w^T. GEMMs read x once in each
     direction; the CPU pooling kernels (forward and backward) are many
-    times slower on these shapes.
+    times slower on these shapes. A same-size input is returned as it is,
+    but while exportable (the matrices are then the identity).
     """
     *lead, h, w = x.shape
     oh, ow = size
-    if (h, w) == (oh, ow):
+    if not is_exportable() and (h, w) == (oh, ow):
         return x
     y = x.reshape(-1, w) @ _pool_matrix(w, ow, x).t()  # (..., h, ow)
     y = _pool_matrix(h, oh, x) @ y.view(-1, h, ow)  # (..., oh, ow)

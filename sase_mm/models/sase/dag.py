@@ -23,7 +23,9 @@ import torch
 import torch.nn as nn
 
 from ..layers.dims import C_DIMS
-from ..layers.statistics import FeatureStats, Sum, reference_backward
+from ..layers.feature_stats import FeatureStats
+from ..layers.reference import apply, reference_backward
+from ..layers.stat_formulas import Sum
 
 EdgeFn = Callable[[int, torch.Tensor, Optional[FeatureStats]], torch.Tensor]
 
@@ -129,8 +131,9 @@ class _ScaledResidual(torch.autograd.Function):
 
 def scaled_residual(x: torch.Tensor, s2: torch.Tensor,
                     s5: torch.Tensor) -> torch.Tensor:
-    """The block output ``x * (s2 + s5) / 2 + x`` (docs/spec.md section 1)."""
-    return _ScaledResidual.apply(x, s2, s5)
+    """The block output ``x * (s2 + s5) / 2 + x`` (docs/spec.md section 1);
+    the plain formula while the layers are exportable."""
+    return apply(_ScaledResidual, x, s2, s5)
 
 
 def sase_maps(x: torch.Tensor, edge: EdgeFn, mixer: SpatialMixer,

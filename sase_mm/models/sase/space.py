@@ -88,7 +88,8 @@ class OpSet:
 
 
 def _set(name, *entries):
-    return OpSet(name, OrderedDict((n, OpSpec(ref, f)) for n, ref, f in entries))
+    return OpSet(name,
+                 OrderedDict((n, OpSpec(ref, f)) for n, ref, f in entries))
 
 
 def _squeeze_set(name, dims, l2_norm, cov_pool):

@@ -1,9 +1,15 @@
-"""The two-optimizer contract of a DARTS search, checked in one place.
+"""What a search model is, and its two-optimizer contract, checked in one
+place.
 
 SASE (arXiv 2411.08333) searches with DARTS (Liu et al., ICLR 2019): the
 network weights and the architecture weights alpha are optimised by two
-optimizers, on two halves of the data (docs/spec.md section 3). This module
-owns the optimizer keys and the one check of the set-up, which both the loop
+optimizers, on two halves of the data (docs/spec.md section 3). A search
+model (:func:`is_search_model`: its class sets ``search_model = True``, as
+``DARTSSearch`` does) exposes the alpha it optimises (``arch_alphas``,
+``arch_parameters()``), its mixing weights (``mix()``) and the block it has
+found (``genotype()``); the loop, the optimizer constructor, the genotype
+hook and the tools read those. This module owns that predicate, the
+optimizer keys and the one check of the set-up, which both the loop
 (``DARTSLoop``, before the first epoch) and the search model
 (``DARTSSearch.train_step``, on every step, for use without the loop) run:
 
@@ -13,15 +19,20 @@ owns the optimizer keys and the one check of the set-up, which both the loop
   ``weights`` optimizer does not hold it;
 * no lr scheduler anneals the alpha lr, unless explicitly allowed.
 """
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from mmengine.optim import OptimWrapper, OptimWrapperDict
-
-from ..layers.builder import is_searchable
 
 WEIGHT_OPTIMIZER = 'weights'  # SGD on the network weights
 ALPHA_OPTIMIZER = 'alphas'  # Adam on alpha
 OPTIMIZER_KEYS = (WEIGHT_OPTIMIZER, ALPHA_OPTIMIZER)
+
+
+def is_search_model(model: Any) -> bool:
+    """Whether ``model`` (unwrapped) is a search model that reports its
+    alpha, mixing weights and genotype (its class sets
+    ``search_model = True``, e.g. ``DARTSSearch``)."""
+    return getattr(type(model), 'search_model', False) is True
 
 
 def _held(optim_wrapper: OptimWrapper) -> set:
@@ -36,7 +47,7 @@ def check_search_optimizers(model, optim_wrapper,
     """Checks a search's optimizers (and schedulers) against its model.
 
     Args:
-        model: the search model, unwrapped (``is_searchable``, with the
+        model: the search model, unwrapped (``is_search_model``, with the
             ``arch_alphas`` it optimises), e.g. ``DARTSSearch``.
         optim_wrapper: what the runner built (``DARTSOptimWrapperConstructor``
             builds the right thing).
@@ -53,7 +64,7 @@ def check_search_optimizers(model, optim_wrapper,
         ValueError: the optimizers hold the wrong parameters, or the alpha
             lr is scheduled.
     """
-    if not is_searchable(model):
+    if not is_search_model(model):
         raise TypeError(f'{type(model).__name__} is not a search model: a '
                         f'DARTS search trains e.g. sase_mm.DARTSSearch')
     if not isinstance(optim_wrapper, OptimWrapperDict) or set(

@@ -34,6 +34,7 @@ from typing import Mapping, Optional, Tuple
 
 import torch
 
+from ..sase.mixing import softmax_mix
 from ..sase.space import EDGES, NUM_EDGES, NUM_OPS
 
 MAX_FILE_BYTES = 1 << 20
@@ -165,7 +166,7 @@ def expected_cost(alphas: torch.Tensor, costs: torch.Tensor) -> torch.Tensor:
     Returns:
         The scalar expected cost of the block under the mixing weights.
     """
-    return (alphas.softmax(dim=-1) * costs.to(alphas)).sum()
+    return (softmax_mix(alphas) * costs.to(alphas)).sum()
 
 
 class ArchCost:

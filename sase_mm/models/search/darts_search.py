@@ -5,10 +5,11 @@ SASE: Searching Architecture for Squeeze and Excitation operations
 Architecture Search, ICLR 2019). docs/spec.md section 3 states the algorithm;
 this module is its mmengine form. The model owns what is optimised: the
 supernet's weights, the alpha (``alphas``, the only alpha key of the
-state_dict), the mixing weights ``mix() = softmax(alpha)`` and the loss
-``batch_loss``. The loop (``DARTSLoop``) hands ``train_step`` one batch of
-each half of the training set, and ``train_step`` does one search
-iteration, in this order:
+state_dict, bound to every searchable block of the supernet once it is
+built: ``sase/alphas.py``), the mixing weights ``mix() = softmax(alpha)``
+and the loss ``batch_loss``. The loop (``DARTSLoop``) hands ``train_step``
+one batch of each half of the training set, and ``train_step`` does one
+search iteration, in this order:
 
 1. alpha step on the search batch, with the gradient the architect computes
    (``architect.alpha_gradient``: first or second order, the virtual SGD
@@ -19,17 +20,17 @@ iteration, in this order:
    weight gradient is that of the train loss alone; its forward is the only
    one of the iteration that updates the BN running statistics.
 
-The supernet is either a network of our own called as ``forward(x, mix)``
-returning logits (``CifarResNet``; the loss is the cross-entropy), or any
-OpenMMLab model (an mmengine ``BaseModel``: an mmpretrain
-``ImageClassifier``, an mmdet ``FasterRCNN`` / ``MaskRCNN``) whose backbone
-holds searchable blocks (``SASEResNet`` with ``SASESearch``, or a ResNet
-with the ``SASESearch`` plug-in). An mm model's batches go through its own
-``data_preprocessor``, its loss is its own ``loss(inputs, data_samples)``
-summed as mmengine's ``parse_losses`` does (every key containing
-``'loss'``: a detector's RPN and ROI losses), and the mixing weights reach
-its blocks through ``sase/mixing.py`` (bound to the alpha for the pass).
-Its stochastic losses (proposal sampling) draw the same random numbers in
+The supernet is either a network of our own returning logits
+(``CifarResNet``; the loss is the cross-entropy), or any OpenMMLab model
+(an mmengine ``BaseModel``: an mmpretrain ``ImageClassifier``, an mmdet
+``FasterRCNN`` / ``MaskRCNN``) whose backbone holds searchable blocks
+(``SASEResNet`` with ``SASESearch``, or a ResNet with the ``SASESearch``
+plug-in). An mm model's batches go through its own ``data_preprocessor``,
+and its loss is its own ``loss(inputs, data_samples)`` summed as mmengine's
+``parse_losses`` does (every key containing ``'loss'``: a detector's RPN and
+ROI losses). Either way the mixing weights of a pass reach the blocks
+through ``sase/mixing.py`` (bound to the alpha for the pass). An mm
+model's stochastic losses (proposal sampling) draw the same random numbers in
 every pass over one batch of an iteration, so that the unrolled step and
 the finite difference compare like with like.
 
@@ -42,7 +43,6 @@ same alpha and weights.
 from typing import Dict, List, Optional
 
 import contextlib
-import inspect
 
 import torch
 import torch.nn as nn
@@ -53,13 +53,15 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
 from torch.func import functional_call
 
 from ...registry import MODELS
-from ..layers.builder import is_searchable
+from ..classifiers import logits_outputs
 from ..sase import Genotype
-from ..sase.mixing import mixing
-from ..sase.supernet import ALPHA_INIT_STD, claim_alphas
+from ..sase.alphas import (ALPHA_INIT_STD, alpha_readers, bind_alphas,
+                           init_alphas)
+from ..sase.mixing import mixing, softmax_mix
 from . import architect
+from .beta_decay import BetaDecay  # beyond the paper (search_options.md)
 from .contract import check_search_optimizers
-from .cost import ArchCost  # option beyond the paper (docs/search_options.md)
+from .cost import ArchCost  # beyond the paper (docs/search_options.md)
 from .grad_sync import all_reduce_grads_
 from .guard import DivergenceGuard, guarded_alpha_step
 from .sync_bn import convert_sync_bn
@@ -72,22 +74,8 @@ HOW_TO_SEARCH = (
     "make the supernet's attention searchable: attn_cfg=dict(type="
     "'sase_mm.SASESearch') on a sase_mm.SASEResNet / sase_mm.CifarResNet "
     "backbone, or plugins=[dict(cfg=dict(type='sase_mm.SASESearch'), "
-    "position='after_conv3')] on an mmdet ResNet (Bottleneck depths); the "
-    "blocks must be built inside DARTSSearch without `alphas` so that they "
-    "read its one alpha (docs/search_your_model.md)")
-
-
-def _takes_alphas(cfg: dict) -> bool:
-    """Whether the configured supernet class takes ``alphas`` (a network of
-    our own, handed the search model's alpha)."""
-    kind = cfg.get('type') if isinstance(cfg, dict) else None
-    if inspect.isclass(kind):
-        cls = kind
-    else:  # looked up as MODELS.build will: in the config's default scope
-        with MODELS.switch_scope_and_registry(cfg.get('_scope_')) as reg:
-            cls = reg.get(kind)
-    # (an unknown type: MODELS.build below names it)
-    return cls is not None and 'alphas' in inspect.signature(cls).parameters
+    "position='after_conv3')] on an mmdet ResNet (Bottleneck depths) "
+    "(docs/search_your_model.md)")
 
 
 @MODELS.register_module()
@@ -96,17 +84,16 @@ class DARTSSearch(BaseModel):
 
     Args:
         supernet (dict): config of the network with searchable attention.
-            Either a network of our own that takes ``alphas`` (built with
-            this model's alpha) and ``forward(x, mix)`` (mix: the (6, 7)
-            mixing weights) returning logits (B, num_classes), e.g.
-            ``dict(type='sase_mm.CifarResNet', depth=20, num_classes=10,
-            attn_cfg=dict(type='sase_mm.SASESearch'))``; or any mm model
-            (``BaseModel`` with ``loss``/``predict``), e.g. an mmpretrain
+            Either a network of our own whose ``forward(x)`` returns logits
+            (B, num_classes), e.g. ``dict(type='sase_mm.CifarResNet',
+            depth=20, num_classes=10, attn_cfg=dict(
+            type='sase_mm.SASESearch'))``; or any mm model (``BaseModel``
+            with ``loss``/``predict``), e.g. an mmpretrain
             ``ImageClassifier`` or an mmdet ``FasterRCNN`` whose backbone
-            has ``SASESearch`` blocks, built inside this model so that they
-            join its alpha. Either must contain a searchable module
-            (``is_searchable``), and every one must read this model's alpha;
-            every weight must be trainable (no frozen stages) and no
+            has ``SASESearch`` blocks. Either must contain a searchable
+            block (an ``AlphaHolder`` with ``reads_alphas``); this model
+            binds its alpha to all of them once the supernet is built.
+            Every weight must be trainable (no frozen stages) and no
             activation checkpointing (``with_cp``).
         order (int): 2 (the paper's second-order approximation) or 1.
         alpha_init_std (float): alpha starts as ``std * N(0, 1)`` (1e-3).
@@ -127,6 +114,11 @@ class DARTSSearch(BaseModel):
             ``lambda * sum_e softmax(alpha_e) . cost_e`` to the alpha
             objective (``cost.py``; the costs from
             ``tools/analysis/op_costs.py``; docs/search_options.md).
+        beta_decay (dict, optional): beyond the paper, off by default:
+            ``dict(weight=lambda)`` adds beta-DARTS's Beta-Decay term
+            ``lambda_t * mean_e logsumexp(alpha_e)`` to the alpha objective,
+            ``lambda_t`` growing linearly to ``lambda`` at the last epoch
+            (``beta_decay.py``; docs/search_options.md).
         data_preprocessor (dict, optional): mmengine data preprocessor
             (default: an mm supernet's own; else one that moves the batch
             to the model's device).
@@ -137,18 +129,23 @@ class DARTSSearch(BaseModel):
     for an mm model what its dataset pipeline packs (``pseudo_collate``).
     ``train_step`` takes ``dict(train=batch, search=batch)``.
     """
-    # is_searchable: reads the network's shared alpha and exposes
-    # arch_alphas, mix() and genotype() (what GenotypeHook and the tools read).
-    searchable = True
+    # is_search_model: exposes arch_alphas, arch_parameters(), mix() and
+    # genotype() (what the optimizer constructor, GenotypeHook and the tools
+    # read).
+    search_model = True
     # Set by DARTSLoop(warmup_epochs=k) during the first k epochs: weight
     # steps only, alpha untouched (docs/search_options.md).
     freeze_alphas = False
+    # epoch / max_epochs, set by DARTSLoop every epoch (the Beta-Decay
+    # schedule reads it).
+    search_progress = 0.0
 
     def __init__(self, supernet: dict, order: int = 2,
                  alpha_init_std: float = ALPHA_INIT_STD,
                  fd_radius: float = 0.01, nan_policy: str = 'stop',
                  max_nan_skips: int = 3, sync_bn: bool = False,
                  arch_cost: Optional[dict] = None,
+                 beta_decay: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor,
@@ -160,16 +157,14 @@ class DARTSSearch(BaseModel):
         self.fd_radius = fd_radius
         self.guard = DivergenceGuard(nan_policy, max_nan_skips)
         self.arch_cost = ArchCost.build(arch_cost)  # None: the paper's
-        # Claimed before the supernet is built: the single owner of alpha in
-        # the state_dict, drawn before any weight.
-        self.alphas = claim_alphas(self, alpha_init_std)
-        # A network of our own is handed the alpha; an mm model's blocks
-        # join it through the construction stack (sase/supernet.py).
+        self.beta_decay = BetaDecay.build(beta_decay)  # None: the paper's
+        # Drawn before any weight; the single alpha key of the state_dict,
+        # bound to every holder of the supernet once it is built.
+        self.alphas = init_alphas(alpha_init_std)
         # (ConfigDict: mm models read their train_cfg / test_cfg by
         # attribute.)
-        self.supernet = MODELS.build(
-            ConfigDict(supernet), default_args=dict(alphas=self.alphas)
-            if _takes_alphas(supernet) else None)
+        self.supernet = MODELS.build(ConfigDict(supernet))
+        bind_alphas(self.supernet, self.alphas)
         self.is_mm_model = isinstance(self.supernet, BaseModel)
         if self.is_mm_model and data_preprocessor is None:
             # The model's own normalisation, padding and batch transforms.
@@ -179,30 +174,13 @@ class DARTSSearch(BaseModel):
         self._check_supernet()
 
     def _check_supernet(self) -> None:
-        """One alpha, this model's, read by at least one block; every
-        weight trainable; no recomputation outside the mix binding."""
-        readers = [(n, m) for n, m in self.supernet.named_modules()
-                   if is_searchable(m) and hasattr(m, 'arch_alphas')]
-        if not readers:
+        """At least one searchable block (now reading this model's alpha);
+        every weight trainable; no recomputation outside the mix binding."""
+        if next(alpha_readers(self.supernet), None) is None:
             raise ValueError(
                 f'the supernet ({type(self.supernet).__name__}) has no '
                 f'searchable attention, so it does not read the search '
                 f'model\'s alpha and there is nothing to search: '
-                f'{HOW_TO_SEARCH}')
-        others = {}
-        for name, m in readers:
-            if m.arch_alphas is not self.alphas:
-                others.setdefault(id(m.arch_alphas), []).append(name or '.')
-        if others:
-            names = '; '.join(', '.join(v[:3]) + (' ...' if len(v) > 3
-                                                  else '')
-                              for v in others.values())
-            read = len({id(m.arch_alphas) for _, m in readers})
-            raise ValueError(
-                f'the supernet\'s searchable blocks read {read} different '
-                f'alpha{"s" if read > 1 else ""} (one search has one alpha, '
-                f'this model\'s); blocks reading another: {names}. '
-                f'The supernet does not read the search model\'s alpha: '
                 f'{HOW_TO_SEARCH}')
         frozen = [n for n, p in self.supernet.named_parameters()
                   if not p.requires_grad]
@@ -238,7 +216,7 @@ class DARTSSearch(BaseModel):
     def mix(self) -> torch.Tensor:
         """The mixing weights softmax(alpha) over each edge's operations,
         (6, 7), differentiable in alpha."""
-        return self.alphas.softmax(dim=-1)
+        return softmax_mix(self.alphas)
 
     def genotype(self) -> Genotype:
         """The searched block: argmax of each alpha row."""
@@ -252,26 +230,14 @@ class DARTSSearch(BaseModel):
 
         Modes: ``'tensor'`` logits (B, K); ``'loss'`` ``dict(loss=CE)``;
         ``'predict'`` a list of ``dict(pred_label, pred_score, gt_label)``.
-        An mm supernet answers every mode itself, with the mixing weights
-        ``mix()`` bound to its blocks.
+        An mm supernet answers every mode itself. The mixing weights
+        ``mix()`` are bound to the blocks for the pass.
         """
-        if self.is_mm_model:
-            with mixing(self.alphas, self.mix()):
+        with mixing(self.alphas, self.mix()):
+            if self.is_mm_model:
                 return self.supernet(inputs, data_samples, mode=mode)
-        logits = self.supernet(inputs, self.mix())
-        if mode == 'tensor':
-            return logits
-        if mode == 'loss':
-            return dict(loss=F.cross_entropy(logits, data_samples))
-        if mode == 'predict':
-            scores = logits.softmax(dim=-1)
-            preds = scores.argmax(dim=-1)
-            gts = [None] * len(preds) if data_samples is None else \
-                data_samples
-            return [dict(pred_label=p, pred_score=s, gt_label=g)
-                    for p, s, g in zip(preds, scores, gts)]
-        raise ValueError(f'invalid mode {mode!r}; valid: \'tensor\', '
-                         f'\'loss\', \'predict\'')
+            logits = self.supernet(inputs)
+        return logits_outputs(logits, data_samples, mode)
 
     def batch_loss(self, batch: Batch, mix: torch.Tensor,
                    params: Optional[Dict[str, torch.Tensor]] = None,
@@ -295,12 +261,13 @@ class DARTSSearch(BaseModel):
         """
         if self.is_mm_model:
             return self._mm_loss(batch, mix, params, buffers)
-        if params is None and buffers is None:
-            logits = self.supernet(batch['inputs'], mix)
-        else:
-            logits = functional_call(self.supernet, (params or {}, buffers
-                                                     or {}),
-                                     (batch['inputs'], ), dict(mix=mix))
+        with mixing(self.alphas, mix):
+            if params is None and buffers is None:
+                logits = self.supernet(batch['inputs'])
+            else:
+                logits = functional_call(
+                    self.supernet, (params or {}, buffers or {}),
+                    (batch['inputs'], ))
         return F.cross_entropy(logits, batch['data_samples'])
 
     def _mm_loss(self, batch: dict, mix: torch.Tensor,
@@ -343,8 +310,9 @@ class DARTSSearch(BaseModel):
         Returns:
             dict: ``loss`` (train CE of the weight step) and ``loss_search``
             (CE on the search batch at w' for order 2, at w for order 1;
-            absent while ``freeze_alphas``), and ``arch_cost`` (the penalty,
-            with ``arch_cost`` set).
+            absent while ``freeze_alphas``), ``arch_cost`` (the penalty,
+            with ``arch_cost`` set) and ``beta_decay`` (the Beta-Decay term,
+            with ``beta_decay`` set).
 
         Raises:
             SearchDiverged: a loss, the alpha gradient or alpha is not finite
@@ -362,8 +330,8 @@ class DARTSSearch(BaseModel):
         guard = self.guard
         guard.start_step()
         out = {}
-        # >>> options beyond the paper (docs/search_options.md): no alpha
-        # step while freeze_alphas (warmup); the cost term's gradient.
+        # Beyond the paper (docs/search_options.md): no alpha step while
+        # freeze_alphas (warm-up); the cost and Beta-Decay terms' gradients.
         if not self.freeze_alphas:
             grad, loss_search = self.alpha_gradient(
                 train, search, w_opt.optimizer,
@@ -373,7 +341,10 @@ class DARTSSearch(BaseModel):
                 out['arch_cost'], cost_grad = self.arch_cost.penalty(
                     self.alphas)
                 grad = grad + cost_grad
-            # <<< options beyond the paper
+            if self.beta_decay is not None:
+                out['beta_decay'], decay_grad = self.beta_decay.penalty(
+                    self.alphas, self.search_progress)
+                grad = grad + decay_grad
             if guard.check(loss_search, 'the search loss (alpha step)') and \
                     guard.check(grad, 'the alpha gradient'):
                 guarded_alpha_step(guard, self.alphas,
@@ -402,8 +373,7 @@ class DARTSSearch(BaseModel):
         if self.guard.policy == 'skip_step':  # BN buffers, to undo a skip
             saved = [b.clone() for b in self.supernet.buffers()]
         with w_opt.optim_context(self):
-            loss = self.batch_loss(train,
-                                   self.alphas.detach().softmax(dim=-1))
+            loss = self.batch_loss(train, softmax_mix(self.alphas.detach()))
         if not self.guard.check(loss.detach(), 'the train loss (weight step)'):
             with torch.no_grad():  # skipped: no step, statistics restored
                 for b, s in zip(self.supernet.buffers(), saved):

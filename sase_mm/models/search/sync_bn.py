@@ -62,7 +62,8 @@ class SearchSyncBatchNorm(nn.BatchNorm2d):
         shape = (1, c, 1, 1)
         y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
-            y = torch.addcmul(self.bias.view(shape), y, self.weight.view(shape))
+            y = torch.addcmul(self.bias.view(shape), y,
+                              self.weight.view(shape))
         return y
 
 

@@ -5,15 +5,11 @@
 method card, docs/attention_zoo.md); ``WithAttention`` does the same from a
 config (``type='sase_mm.WithAttention'``).
 """
-from ..layers.arg_checks import (check_choice, check_int,
-                                 check_latent_channels,
-                                 resolve_latent_channels)
 from .insert_attention import (Conv2dWithAttention, insert_attention,
                                qualifying_convs)
 from .with_attention import WithAttention
 
 __all__ = [
-    'Conv2dWithAttention', 'WithAttention', 'check_choice', 'check_int',
-    'check_latent_channels', 'insert_attention', 'qualifying_convs',
-    'resolve_latent_channels'
+    'Conv2dWithAttention', 'WithAttention', 'insert_attention',
+    'qualifying_convs'
 ]

@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sase_mm.models.sase import SASE, SASESearch, init_alphas
 from sase_mm.models.backbones import CifarBasicBlock, CifarResNet
+from sase_mm.models.sase import (SASE, SASESearch, bind_alphas, init_alphas,
+                                 mixing)
 from sase_mm.registry import MODELS
 
 
@@ -77,11 +78,14 @@ def test_search_blocks_share_one_alpha_and_know_their_size():
     assert [b.spatial_size for b in blocks] == [32, 16, 8]
     assert all(b.arch_alphas is model.alphas for b in blocks)
     assert [k for k in model.state_dict() if 'alphas' in k] == ['alphas']
-    # explicit owner: the network holds a reference only
+    # bound to an outer owner's alpha: the network holds a reference only
     alphas = init_alphas()
-    shared = CifarResNet(8, base_channels=8, alphas=alphas,
+    shared = CifarResNet(8, base_channels=8,
                          attn_cfg=dict(type='sase_mm.SASESearch'))
+    assert bind_alphas(shared, alphas) is alphas
     assert shared.arch_alphas is alphas
+    assert all(b.arch_alphas is alphas for b in shared.modules()
+               if isinstance(b, SASESearch))
     assert not [k for k in shared.state_dict() if 'alphas' in k]
 
 
@@ -92,8 +96,10 @@ def test_forward_weights_drive_the_search_blocks():
     onehot = torch.zeros(6, 7)
     onehot[:, 0] = 1
     default = model(x)  # softmax(alpha) of the shared alpha
-    assert torch.allclose(default, model(x, model.alphas.softmax(-1)))
-    assert not torch.allclose(default, model(x, onehot), atol=1e-4)
+    with mixing(model.alphas, model.alphas.softmax(-1)):
+        assert torch.allclose(default, model(x))
+    with mixing(model.alphas, onehot):
+        assert not torch.allclose(default, model(x), atol=1e-4)
 
 
 def test_fixed_block_and_plain():

@@ -1,8 +1,8 @@
-"""Mixed precision of the SASE blocks (issue 10; SASE arXiv 2411.08333).
+"""Mixed precision of the SASE blocks (SASE, arXiv 2411.08333).
 
 Under autocast, and for float16 / bfloat16 inputs, both blocks take their
 statistics (sums, fourth powers, central moments, their gradients) in
-float32 (``layers/statistics.in_float32``) and return the input's dtype.
+float32 (``layers/precision.in_float32``) and return the input's dtype.
 Inputs with activations up to 1e3 (a float16 fourth power overflows above
 about 16) must give finite outputs and gradients within 1e-2 relative of the
 float32 block: for SASE (fused and generic), SASESearch, and every operation

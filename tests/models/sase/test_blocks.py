@@ -5,7 +5,8 @@
 * With dense weights it equals a naive evaluation of docs/spec.md section 1
   that runs every candidate operation alone (no shared statistics, no
   batching), so the optimised mixed edges are exact up to float rounding.
-* One alpha per network, with a single owner in the state_dict.
+* One alpha per network, bound after build, with a single owner in the
+  state_dict; the mixing weights come from the pass (``mixing``).
 """
 import pytest
 import torch
@@ -13,7 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sase_mm.models.sase import (EDGES, SASE, SASE_PAPER_GENOTYPE,
-                                      Genotype, SASESearch, init_alphas)
+                                 Genotype, SASESearch, bind_alphas,
+                                 init_alphas, mixing)
 
 C, B, HW = 32, 3, (10, 9)
 
@@ -45,10 +47,16 @@ def _one_hot(genotype, device='cpu'):
     return F.one_hot(torch.tensor(genotype.indices()), 7).float().to(device)
 
 
+def _mixed(search, x, mix):
+    """The block at the mixing weights ``mix``, bound for the pass."""
+    with mixing(search.arch_alphas, mix):
+        return search(x)
+
+
 @pytest.mark.parametrize('mode', ['train', 'eval'])
 @pytest.mark.parametrize('genotype', GENOTYPES, ids=str)
 def test_one_hot_search_equals_derived_block(genotype, mode, device):
-    search = SASESearch(C, spatial_size=(8, 8), alphas=init_alphas())
+    search = SASESearch(C, spatial_size=(8, 8))
     _perturb(search)
     search.to(device)
     fixed = search.derive(genotype)
@@ -56,7 +64,7 @@ def test_one_hot_search_equals_derived_block(genotype, mode, device):
     search.train(mode == 'train')
     fixed.train(mode == 'train')
     x = torch.randn(B, C, *HW, device=device)
-    y_search = search(x, _one_hot(genotype, device))
+    y_search = _mixed(search, x, _one_hot(genotype, device))
     y_fixed = fixed(x)
     diff = (y_search - y_fixed).abs().max().item()
     print(f'{genotype} [{mode}]: max |search - fixed| = {diff:.3g}')
@@ -64,13 +72,13 @@ def test_one_hot_search_equals_derived_block(genotype, mode, device):
 
 
 def test_one_hot_gradients_match(device):
-    search = SASESearch(C, spatial_size=HW, alphas=init_alphas())
+    search = SASESearch(C, spatial_size=HW)
     _perturb(search)
     search.to(device)
     fixed = search.derive(SASE_PAPER_GENOTYPE)
     x = torch.randn(B, C, *HW, requires_grad=True, device=device)
     g = torch.randn(B, C, *HW, device=device)
-    search(x, _one_hot(SASE_PAPER_GENOTYPE, device)).backward(g)
+    _mixed(search, x, _one_hot(SASE_PAPER_GENOTYPE, device)).backward(g)
     gx_search, x.grad = x.grad, None
     fixed(x).backward(g)
     assert torch.allclose(gx_search, x.grad, rtol=1e-4, atol=1e-5)
@@ -87,7 +95,8 @@ def test_derive_default_is_argmax_of_alphas():
         alphas.zero_()
         for i, j in enumerate(GENOTYPES[1].indices()):
             alphas[i, j] = 1
-    search = SASESearch(C, alphas=alphas)
+    search = SASESearch(C)
+    search.use_alphas(alphas)
     assert search.genotype() == GENOTYPES[1]
     assert search.derive().genotype == GENOTYPES[1]
 
@@ -116,20 +125,23 @@ def _naive_block(search, x, weights):
 def test_dense_mixture_matches_naive_loop(mode, hw, c):
     # (17, 16) and 300 channels: above the batched edges' dense limits, the
     # operations run one by one.
-    search = SASESearch(c, spatial_size=(8, 8), alphas=init_alphas())
+    search = SASESearch(c, spatial_size=(8, 8))
     _perturb(search)
     search.train(mode == 'train')
     weights = torch.randn(6, 7).softmax(-1)
     x = torch.randn(B, c, *hw, requires_grad=True)
     g = torch.randn(B, c, *hw)
-    y = search(x, weights)
+    y = _mixed(search, x, weights)
     y.backward(g)
-    grads = [x.grad] + [p.grad for p in search.parameters()]
+    # The weights bound for the pass are not the block's own alpha.
+    assert search.arch_alphas.grad is None
+    weights_of = [p for n, p in search.named_parameters() if n != 'alphas']
+    grads = [x.grad] + [p.grad for p in weights_of]
     x.grad = None
     search.zero_grad()
     y_ref = _naive_block(search, x, weights)
     y_ref.backward(g)
-    grads_ref = [x.grad] + [p.grad for p in search.parameters()]
+    grads_ref = [x.grad] + [p.grad for p in weights_of]
     diff = (y - y_ref).abs().max().item()
     print(f'{hw} [{mode}]: max |mixed - naive| = {diff:.3g}')
     assert torch.allclose(y, y_ref, rtol=1e-5, atol=1e-5), diff
@@ -138,19 +150,21 @@ def test_dense_mixture_matches_naive_loop(mode, hw, c):
 
 
 def test_default_weights_are_softmax_of_alphas():
-    search = SASESearch(C, alphas=init_alphas())
+    search = SASESearch(C)
     x = torch.randn(B, C, *HW)
     y = search(x)
-    assert torch.allclose(y, search(x, search.arch_alphas.softmax(-1)))
+    assert torch.allclose(y, _mixed(search, x,
+                                    search.arch_alphas.softmax(-1)))
     y.sum().backward()
     assert search.arch_alphas.grad is not None
     assert search.arch_alphas.grad.abs().sum() > 0
 
 
 # ------------------------------------------------------------ alpha owner
-def test_explicit_alphas_not_registered():
+def test_bound_alphas_not_registered():
     alphas = init_alphas()
-    block = SASESearch(C, alphas=alphas)
+    block = SASESearch(C)
+    block.use_alphas(alphas)
     assert block.arch_alphas is alphas
     assert not block.owns_alphas
     assert not any('alphas' in k for k in block.state_dict())
@@ -159,11 +173,12 @@ def test_explicit_alphas_not_registered():
 
 def test_bad_alpha_shape():
     with pytest.raises(ValueError, match=r'\(6, 7\)'):
-        SASESearch(C, alphas=nn.Parameter(torch.zeros(6, 6)))
+        SASESearch(C).use_alphas(nn.Parameter(torch.zeros(6, 6)))
 
 
 class _Toy(nn.Module):
-    """A model building several plugins without passing an alpha."""
+    """A model of plug-in blocks, each built with nothing but its channels
+    (as mmcv builds plug-ins)."""
 
     def __init__(self):
         super().__init__()
@@ -173,26 +188,57 @@ class _Toy(nn.Module):
         self.head = SASESearch(8)
 
 
-def test_implicit_sharing_one_alpha_per_model():
+def test_plugins_have_an_alpha_each_until_bound():
     model = _Toy()
+    blocks = [m for m in model.modules() if isinstance(m, SASESearch)]
+    assert all(b.owns_alphas for b in blocks)
+    assert len({id(b.arch_alphas) for b in blocks}) == 4
+
+
+def test_bind_alphas_shares_the_first_blocks_alpha():
+    model = _Toy()
+    first = model.stages[0][1].arch_alphas
+    assert bind_alphas(model) is first
     keys = [k for k in model.state_dict() if k.endswith('alphas')]
-    assert len(keys) == 1, keys
+    assert keys == ['stages.0.1.alphas'], keys
     blocks = [m for m in model.modules() if isinstance(m, SASESearch)]
     assert len(blocks) == 4
     assert sum(b.owns_alphas for b in blocks) == 1
-    assert all(b.arch_alphas is blocks[0].arch_alphas for b in blocks)
+    assert all(b.arch_alphas is first for b in blocks)
     assert sum(p.numel() == 42 and p.shape == (6, 7)
                for p in model.parameters()) == 1
+    assert bind_alphas(model) is first  # idempotent
+
+
+def test_bind_alphas_of_an_owner():
+    model = _Toy()
+    alphas = init_alphas()
+    assert bind_alphas(model, alphas) is alphas
+    assert not any(k.endswith('alphas') for k in model.state_dict())
+    assert all(m.arch_alphas is alphas for m in model.modules()
+               if isinstance(m, SASESearch))
+
+
+def test_bind_alphas_without_searchable_blocks():
+    assert bind_alphas(nn.Sequential(nn.Conv2d(3, 3, 1))) is None
 
 
 def test_two_models_get_separate_alphas():
     a, b = _Toy(), _Toy()
-    alpha_a = a.stages[0][1].arch_alphas
-    alpha_b = b.stages[0][1].arch_alphas
+    alpha_a, alpha_b = bind_alphas(a), bind_alphas(b)
     assert alpha_a is not alpha_b
     assert all(m.arch_alphas is alpha_a for m in a.modules()
                if isinstance(m, SASESearch))
     assert all(m.arch_alphas is alpha_b for m in b.modules()
+               if isinstance(m, SASESearch))
+
+
+def test_bound_blocks_follow_the_owner_to_another_dtype():
+    model = _Toy()
+    alphas = bind_alphas(model)
+    model.double()
+    assert alphas.dtype == torch.float64
+    assert all(m.arch_alphas is alphas for m in model.modules()
                if isinstance(m, SASESearch))
 
 
@@ -203,8 +249,8 @@ def test_standalone_block_owns_its_alpha():
     assert block.arch_alphas.std() < 1e-2  # 1e-3 * N(0, 1)
 
 
-@pytest.mark.parametrize('make', [lambda: SASE(C), lambda: SASESearch(
-    C, alphas=init_alphas())], ids=['SASE', 'SASESearch'])
+@pytest.mark.parametrize('make', [lambda: SASE(C), lambda: SASESearch(C)],
+                         ids=['SASE', 'SASESearch'])
 def test_channels_last_and_batch_one(make):
     block = make()
     _perturb(block)
@@ -268,8 +314,10 @@ class _PluginThenBackbone(nn.Module):
         self.backbone = _cifar()
 
 
-def test_init_alphas_has_one_caller_in_the_package():
-    """The alpha is created in one place (supernet._shared_alphas)."""
+def test_alphas_are_drawn_by_the_block_and_the_owners_only():
+    """An alpha is created in one function (``alphas.init_alphas``), called
+    by the searchable block (its own alpha) and the owner models, in their
+    ``__init__``."""
     import ast
     import pathlib
 
@@ -287,9 +335,16 @@ def test_init_alphas_has_one_caller_in_the_package():
                         or getattr(node.func, 'attr', None) == 'init_alphas'):
                     callers.append((path.relative_to(root).as_posix(),
                                     func.name))
-    assert sorted(set(callers)) == [('models/sase/supernet.py',
-                                     '_new_shared_alphas')], callers
-    assert len(callers) == 1
+    assert sorted(callers) == [
+        ('models/backbones/cifar_resnet.py', '__init__'),
+        ('models/backbones/sase_resnet.py', '__init__'),
+        ('models/sase/supernet.py', '__init__'),
+        ('models/search/darts_search.py', '__init__')], callers
+
+
+def _bound(model):
+    bind_alphas(model)
+    return model
 
 
 OWNERS = {
@@ -297,7 +352,7 @@ OWNERS = {
     'sase_resnet': (_sase_resnet, ['alphas']),
     'darts_search': (_darts, ['alphas']),
     'block': (lambda: SASESearch(8), ['alphas']),
-    'plugins': (_Toy, ['stages.0.1.alphas']),
+    'plugins': (lambda: _bound(_Toy()), ['stages.0.1.alphas']),
     'backbone_in_classifier': (_Classifier, ['backbone.alphas']),
 }
 
@@ -333,9 +388,8 @@ def test_every_owner_has_its_own_alpha(build, owners):
                                       ('darts_search', 1e-3),
                                       ('darts_search', 0.5)])
 def test_owner_draws_alpha_first_with_its_std(name, std):
-    """The owner claims alpha before building any layer: with a seed, alpha
-    is the first draw of the random stream (as before the redesign), so
-    seeded searches keep their numbers."""
+    """The owner draws alpha before building any layer: with a seed, alpha
+    is the first draw of the random stream."""
     torch.manual_seed(0)
     expected = std * torch.randn(6, 7)
     torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """torch.compile of the SASE block, the search block and SASE backbones.
 
-SASE (arXiv 2411.08333); issue 10. The reproduction: ``torch.compile(SASE(C))``
+SASE (arXiv 2411.08333). The reproduction: ``torch.compile(SASE(C))``
 ran a (2, C, 14, 14) input and then raised ``InductorError: cannot determine
 truth value of Relational`` on (2, C, 10, 12), when dynamo recompiled with
 symbolic H, W. The cause: the 1-channel convolutions of the excitations
@@ -20,6 +20,7 @@ on two CPU cores, and the search block (whose batched edges specialise on
 the map size, so each shape is a recompile) over two: those tests run when
 ``SASE_MM_SLOW_TESTS=1`` and are otherwise skipped with that reason.
 """
+import copy
 import os
 
 import pytest
@@ -83,6 +84,32 @@ def test_blocks_train_under_compile_at_three_shapes(name):
         # (eval-mode BN would hide the batch statistics; train mode updates
         # the running statistics twice, once per call, as eager does)
         _compare(block, compiled, torch.randn(2, 16, h, w))
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16],
+                         ids=['float16', 'bfloat16'])
+def test_half_precision_block_compiles_in_one_graph(dtype):
+    """A ``.half()`` / bfloat16 block (float32 casts of its state for the
+    call, ``layers/precision.py``) compiles without a graph break and
+    matches eager, its BN running statistics included."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    block = SASE(8).to(dtype)
+    eager = copy.deepcopy(block)
+    compiled = torch.compile(block, backend='aot_eager', fullgraph=True)
+    x = torch.randn(2, 8, 5, 5).to(dtype)
+    xc, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+    yc, ye = compiled(xc), eager(xe)
+    assert yc.dtype == dtype
+    torch.testing.assert_close(yc, ye)
+    yc.float().square().sum().backward()
+    ye.float().square().sum().backward()
+    torch.testing.assert_close(xc.grad, xe.grad)
+    for (k, p), q in zip(block.named_parameters(), eager.parameters()):
+        assert p.grad.dtype == dtype, k
+        torch.testing.assert_close(p.grad, q.grad, msg=k)
+    for (k, b), c in zip(block.named_buffers(), eager.buffers()):
+        torch.testing.assert_close(b, c, msg=k)
 
 
 def _backbones():

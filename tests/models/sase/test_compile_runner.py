@@ -1,4 +1,4 @@
-"""mmengine's ``compile`` option trains a SASE model (issue 10; SASE
+"""mmengine's ``compile`` option trains a SASE model (SASE,
 arXiv 2411.08333).
 
 A runner whose config sets ``compile`` compiles the model's ``train_step``

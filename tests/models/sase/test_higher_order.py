@@ -1,6 +1,6 @@
 """Second derivatives through the SASE blocks (SASE, arXiv 2411.08333).
 
-The statistics' Functions (``layers/statistics.py``), the squeezes'
+The statistics' Functions (``layers/stat_functions.py``), the squeezes'
 (``layers/squeeze.py``) and the block output's (``sase/dag.py``) have
 lean first-order backward passes; under ``create_graph=True`` they must
 differentiate their plain-autograd reference instead, so double backward
@@ -14,17 +14,24 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 from sase_mm.models.layers.dims import C_DIMS, HW_DIMS
-from sase_mm.models.layers.statistics import FeatureStats
+from sase_mm.models.layers.feature_stats import FeatureStats
 from sase_mm.models.sase import (EDGES, NUM_EDGES, NUM_OPS, SASE,
-                                 SASESearch, init_alphas)
+                                 SASESearch, mixing)
 from sase_mm.models.sase.dag import scaled_residual
 
 
 def _search_block():
     torch.manual_seed(0)
-    alphas = init_alphas()
-    block = SASESearch(4, spatial_size=(3, 2), alphas=alphas).double()
+    block = SASESearch(4, spatial_size=(3, 2)).double()
     return block.eval()  # BN with running stats: a smooth function of x
+
+
+def _at(block, w):
+    """The block as a function of x at mixing weights w (bound)."""
+    def run(x):
+        with mixing(block.arch_alphas, w):
+            return block(x)
+    return run
 
 
 def _mixing_weights():
@@ -76,8 +83,8 @@ def test_search_block_first_derivatives_wrt_input_and_mixing_weights():
     block = _search_block()
     x = torch.randn(2, 4, 3, 2, dtype=torch.float64, requires_grad=True)
     w = _mixing_weights().requires_grad_()
-    assert gradcheck(lambda x, w: block(x, w), (x, w), eps=1e-6, atol=1e-5,
-                     rtol=1e-4)
+    assert gradcheck(lambda x, w: _at(block, w)(x), (x, w), eps=1e-6,
+                     atol=1e-5, rtol=1e-4)
 
 
 def test_search_block_second_derivatives():
@@ -86,7 +93,7 @@ def test_search_block_second_derivatives():
     block = _search_block()
     x = torch.randn(1, 4, 3, 2, dtype=torch.float64, requires_grad=True)
     w = _mixing_weights()
-    assert gradgradcheck(lambda x: block(x, w), (x, ), eps=1e-6, atol=1e-5,
+    assert gradgradcheck(_at(block, w), (x, ), eps=1e-6, atol=1e-5,
                          rtol=1e-4)
 
 
@@ -158,10 +165,8 @@ def test_first_derivative_same_with_and_without_create_graph(make, mode):
                 p.add_(0.2 * torch.randn_like(p))
         run = block.forward_generic
     else:
-        block = SASESearch(8, spatial_size=(4, 3),
-                           alphas=init_alphas()).double()
-        w = _mixing_weights()
-        run = lambda x: block(x, w)  # noqa: E731
+        block = SASESearch(8, spatial_size=(4, 3)).double()
+        run = _at(block, _mixing_weights())
     block.train(mode == 'train')
     x = torch.randn(2, 8, 4, 3, dtype=torch.float64, requires_grad=True)
     g = torch.randn(2, 8, 4, 3, dtype=torch.float64)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from sase_mm.models.sase import (OP_SETS, SASE, SASE_PAPER_GENOTYPE,
                                       SASESearch, init_alphas)
-from sase_mm.models.sase.supernet import ALPHA_INIT_STD
+from sase_mm.models.sase.alphas import ALPHA_INIT_STD
 
 CS, SS = OP_SETS['channel_squeeze'], OP_SETS['spatial_squeeze']
 CE, SE = OP_SETS['channel_excitation'], OP_SETS['spatial_excitation']
@@ -377,7 +377,7 @@ def test_spatial_mixer_sees_gated_squeeze_then_input_squeeze():
 
 
 def test_mixer_bn_affine_only_in_fixed_block():
-    search = SASESearch(C, alphas=init_alphas())
+    search = SASESearch(C)
     fixed = SASE(C)
     assert not search.mixer[1].affine
     assert search.mixer[1].weight is None

@@ -1,6 +1,5 @@
 """Fixtures of the search-model tests (SASE, arXiv 2411.08333)."""
 import pytest
-import torch
 from tiny_supernets import make_batch
 
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from tiny_supernets import build_tiny, build_toy, make_batch, make_optim
 
+from sase_mm.models.sase import mixing
 from sase_mm.models.search import architect
 
 
@@ -146,12 +147,11 @@ def test_first_order_gradient_is_grad_of_the_search_loss():
     grad, loss = architect.first_order_gradient(model, batches['search'])
     search = batches['search']
     # Same BN behaviour: batch statistics on copies of the buffers.
-    ref = F.cross_entropy(
-        torch.func.functional_call(model.supernet,
-                                   ({}, architect.scratch_buffers(model)),
-                                   (search['inputs'], ),
-                                   dict(mix=model.alphas.softmax(-1))),
-        search['data_samples'])
+    with mixing(model.alphas, model.alphas.softmax(-1)):
+        logits = torch.func.functional_call(
+            model.supernet, ({}, architect.scratch_buffers(model)),
+            (search['inputs'], ))
+    ref = F.cross_entropy(logits, search['data_samples'])
     (expected, ) = torch.autograd.grad(ref, [model.alphas])
     assert torch.allclose(grad, expected, atol=1e-12, rtol=0)
     assert torch.allclose(loss, ref.detach())

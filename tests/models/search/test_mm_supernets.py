@@ -13,8 +13,8 @@ import torch
 from tiny_supernets import (KINDS, build_kind, kind_batches, make_optim,
                             mmdet_supernet, mmpretrain_supernet, raw_batch)
 
+from sase_mm.models.sase.alphas import init_alphas
 from sase_mm.models.sase.mixing import bound_mix, mixing
-from sase_mm.models.sase.supernet import init_alphas
 from sase_mm.models.search import architect
 from sase_mm.registry import MODELS
 
@@ -41,12 +41,13 @@ def test_one_alpha_owner_and_the_supernets_own_keys(kind, n_blocks):
     # The batches go through the model's own preprocessor.
     assert model.data_preprocessor is model.supernet.data_preprocessor
     # The supernet's keys are those of the model built on its own, less
-    # the alpha it would own there.
+    # the alphas it holds there: one owned by the SASEResNet backbone, or
+    # one per plug-in block of the mmdet ResNet until bound.
     cfg = mmpretrain_supernet() if kind == 'mmpretrain' else \
         mmdet_supernet()
     alone = MODELS.build(cfg).state_dict()
     owned = {k for k in alone if k.endswith('alphas')}
-    assert len(owned) == 1
+    assert len(owned) == (1 if kind == 'mmpretrain' else n_blocks)
     assert set(model.supernet.state_dict()) == set(alone) - owned
 
 
@@ -256,21 +257,29 @@ def test_a_detector_without_the_plugin_is_refused():
         MODELS.build(dict(type='sase_mm.DARTSSearch', supernet=cfg))
 
 
-class _TwoAlphas(torch.nn.Module):
-    """Two searchable blocks, each handed an alpha of its own."""
+class _TwoBlocks(torch.nn.Module):
+    """Two searchable blocks built side by side, an alpha each."""
 
     def __init__(self):
         super().__init__()
         from sase_mm.models.sase import SASESearch
-        self.a = SASESearch(4, alphas=init_alphas())
-        self.b = SASESearch(4, alphas=init_alphas())
+        self.a = SASESearch(4)
+        self.b = SASESearch(4)
+
+    def forward(self, x):
+        return self.b(self.a(x)).mean(dim=(2, 3))
 
 
-def test_two_different_alphas_are_refused():
-    with pytest.raises(ValueError, match='read 2 different alphas.*'
-                       'blocks reading another: (a; b|b; a).*SASESearch'):
-        MODELS.build(dict(type='sase_mm.DARTSSearch',
-                          supernet=dict(type=_TwoAlphas)))
+def test_the_search_binds_its_one_alpha_to_every_block():
+    """Blocks that held alphas of their own read the search model's after
+    build; theirs leave the state_dict."""
+    alone = _TwoBlocks()
+    assert alone.a.arch_alphas is not alone.b.arch_alphas
+    model = MODELS.build(dict(type='sase_mm.DARTSSearch',
+                              supernet=dict(type=_TwoBlocks)))
+    assert model.supernet.a.arch_alphas is model.alphas
+    assert model.supernet.b.arch_alphas is model.alphas
+    assert [k for k in model.state_dict() if 'alpha' in k] == ['alphas']
 
 
 def test_frozen_stages_and_checkpointing_are_refused():

@@ -4,6 +4,7 @@ inputs."""
 import torch
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 
+from sase_mm.models.sase import AlphaHolder, current_mix, init_alphas
 from sase_mm.registry import MODELS
 
 TINY_SUPERNET = dict(type='sase_mm.CifarResNet', depth=8, num_classes=10,
@@ -41,29 +42,27 @@ def make_optim(model, lr=0.1, momentum=0.9, wd=5e-4, clip=None):
     return OptimWrapperDict(weights=weights, alphas=alphas)
 
 
-class ToySupernet(torch.nn.Module):
+class ToySupernet(AlphaHolder, torch.nn.Module):
     """A smooth (tanh, no ReLU / max kinks) supernet driven by a (6, 7)
     alpha: six residual edges, each mixing seven 1x1 convs. Second-order
     finite differences are accurate on it at DARTS's radius, and every op
     is twice differentiable, so the exact unrolled gradient can be taken by
-    double backward."""
-    searchable = True  # reads the search model's alpha (is_searchable)
+    double backward. It reads the alpha the search model binds to it and
+    the mixing weights of the pass (``current_mix``)."""
+    reads_alphas = True
 
-    def __init__(self, alphas, num_classes=10, channels=6):
+    def __init__(self, num_classes=10, channels=6):
         super().__init__()
-        self._alpha_ref = (alphas, )
         self.stem = torch.nn.Conv2d(3, channels, 3, padding=1)
         self.bn = torch.nn.BatchNorm2d(channels)
         self.edges = torch.nn.ModuleList(
             torch.nn.ModuleList(torch.nn.Conv2d(channels, channels, 1)
                                 for _ in range(7)) for _ in range(6))
         self.fc = torch.nn.Linear(channels, num_classes)
+        self.alphas = init_alphas()
 
-    @property
-    def arch_alphas(self):
-        return self._alpha_ref[0]
-
-    def forward(self, x, mix):
+    def forward(self, x):
+        mix = current_mix(self.arch_alphas)
         x = torch.tanh(self.bn(self.stem(x)))
         for w, ops in zip(mix, self.edges):
             x = x + sum(wi * torch.tanh(op(x)) for wi, op in zip(w, ops))

@@ -337,7 +337,8 @@ def plan_edge(set_name: str, ops: Sequence[nn.Module],
     chains.sort(key=lambda ch: (ch.depth, ch.column))
     depths = [ch.depth for ch in chains]
     max_depth = max(depths, default=0)
-    bounds = tuple(sum(d <= l for d in depths) for l in range(max_depth))
+    bounds = tuple(sum(d <= layer for d in depths)
+                   for layer in range(max_depth))
     # The chains that end at layer l, depth l + 1, lead that layer's output.
     ends = bounds[1:] + (len(chains), )
     for layer, (lo, hi) in enumerate(zip(bounds, ends)):

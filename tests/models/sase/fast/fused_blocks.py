@@ -14,7 +14,8 @@ from sase_mm.models.sase.fast import kernels as kernels_mod
 PAPER = ['gap_gmp', 'fc', 'affine', 'l4_pool', 'gap', 'conv_3x3_x2']
 
 
-def perturbed_sase(genotype=PAPER, c=16, dtype=torch.float64, seed=0, **kwargs):
+def perturbed_sase(genotype=PAPER, c=16, dtype=torch.float64, seed=0,
+                   **kwargs):
     """``SASE(c, genotype, spatial_size=(5, 6), **kwargs)`` in ``dtype``,
     every parameter moved off its symmetric init (by 0.2 N(0, 1)) so that
     no gradient term cancels by symmetry."""

@@ -25,10 +25,11 @@ import sase_mm.models.sase.fast.fused as fused_mod
 import sase_mm.models.sase.fast.fused.tape as tape_mod
 import sase_mm.models.sase.genotype as genotype_mod
 from sase_mm.models.layers.dims import C_DIMS, HW_DIMS
+from sase_mm.models.layers.grad_terms import assemble
 from sase_mm.models.layers.squeeze import LpPool
-from sase_mm.models.layers.statistics import (Amax, CentralSums,
-                                              GatedPow4SumC, GatedSumC,
-                                              Pow4Sum, Sum, assemble)
+from sase_mm.models.layers.stat_formulas import (Amax, CentralSums,
+                                                 GatedPow4SumC, GatedSumC,
+                                                 Pow4Sum, Sum)
 from sase_mm.models.sase import SASE
 from sase_mm.models.sase.dag import (residual, residual_factors,
                                      residual_map_grads)

@@ -1,4 +1,4 @@
-"""The fused SASE block as an operator (``fast/fused/op.py``; issue 10).
+"""The fused SASE block as an operator (``fast/fused/op.py``).
 
 SASE (arXiv 2411.08333). Under ``torch.compile`` and ``torch.export`` the
 fixed block is one call of ``sase_mm::fused_sase`` (its backward one call of
@@ -270,7 +270,7 @@ def test_export_holds_the_operator(training, strict):
 
 def test_exported_program_runs_where_the_block_is_gone(monkeypatch):
     """A saved and reloaded program whose block is not alive (as in another
-    process) rebuilds it from the constructor arguments in the key."""
+    process) rebuilds it from the block configuration in the key."""
     block = _block(OTHER, dtype=torch.float32, fc_sigmoid=True).eval()
     x = torch.randn(2, 16, 5, 6)
     buf = io.BytesIO()
@@ -291,26 +291,80 @@ def test_key_without_block_or_config_fails_clearly():
             list(block.buffers()), '#0', False)
 
 
+def test_key_is_the_block_type_and_its_own_config():
+    """The key holds what ``SASE.op_config`` returns, under the block's
+    registered type name, and ``SASE.from_op_config`` rebuilds from it a
+    block of the same configuration."""
+    import json
+    block = SASE(8, genotype=OTHER, spatial_size=(5, 6), fc_sigmoid=True)
+    key = op_key(block)
+    name, _, rest = key.partition(':')
+    text = rest.rpartition('#')[0]
+    assert name == 'SASE' and op_mod._BLOCK_TYPES['SASE'] is SASE
+    assert json.loads(text) == block.op_config() == dict(
+        in_channels=8, genotype=OTHER, spatial_size=[5, 6], fc_sigmoid=True)
+    again = SASE.from_op_config(text)
+    assert again.op_config() == block.op_config()
+    assert [k for k in again.state_dict()] == [k for k in block.state_dict()]
+
+
+def test_the_operator_imports_no_block():
+    """The block registers itself with the operator; the operator module
+    imports nothing of the block's (no import circle)."""
+    import ast
+    tree = ast.parse(open(op_mod.__file__).read())
+    names = [n.module or '' for n in ast.walk(tree)
+             if isinstance(n, ast.ImportFrom)]
+    names += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import)
+              for a in n.names]
+    assert not [n for n in names if 'block' in n or n.endswith('sase')], \
+        names
+
+
+def test_register_block_checks_the_class():
+    class NoConfig(torch.nn.Module):
+        pass
+
+    with pytest.raises(TypeError, match='op_config'):
+        op_mod.register_block(NoConfig)
+
+    # Another class under a registered name.
+    impostor = type('SASE', (torch.nn.Module, ), dict(
+        op_config=lambda self: {},
+        from_op_config=classmethod(lambda cls, text: cls())))
+    with pytest.raises(TypeError, match='registered already'):
+        op_mod.register_block(impostor)
+    assert op_mod._BLOCK_TYPES['SASE'] is SASE
+
+
+_FIELDS = '"genotype": [], "spatial_size": [5, 6], "fc_sigmoid": false'
+
+
 @pytest.mark.parametrize('config,match', [
-    ('not json', 'not JSON'),
-    ('[1, 2]', 'exactly the fields'),
-    ('{"in_channels": 16}', 'exactly the fields'),
+    ('SASE:not json', 'not JSON'),
+    ('SASE:[1, 2]', 'exactly the fields'),
+    ('SASE:{"in_channels": 16}', 'exactly the fields'),
     # a genotype string would be read as a path: refused before SASE sees it
-    ('{"in_channels": 16, "genotype": "/etc/passwd", "spatial_size": [5, 6],'
-     ' "fc_sigmoid": false}', 'genotype must be a list of operation names'),
-    ('{"in_channels": true, "genotype": [], "spatial_size": [5, 6],'
-     ' "fc_sigmoid": false}', 'in_channels must be a positive int'),
-    ('{"in_channels": 16, "genotype": [], "spatial_size": [5],'
+    ('SASE:{"in_channels": 16, "genotype": "/etc/passwd", '
+     '"spatial_size": [5, 6], "fc_sigmoid": false}',
+     'genotype must be a list of operation names'),
+    ('SASE:{"in_channels": true, ' + _FIELDS + '}',
+     'in_channels must be a positive int'),
+    ('SASE:{"in_channels": 16, "genotype": [], "spatial_size": [5],'
      ' "fc_sigmoid": false}', r'spatial_size must be \[H, W\]'),
-    ('{"in_channels": 16, "genotype": [], "spatial_size": [5, 6],'
+    ('SASE:{"in_channels": 16, "genotype": [], "spatial_size": [5, 6],'
      ' "fc_sigmoid": 1}', 'fc_sigmoid must be true or false'),
-    ('{"in_channels": 16, "genotype": [], "spatial_size": [5, 6],'
-     ' "fc_sigmoid": false, "extra": 1}', 'exactly the fields'),
+    ('SASE:{"in_channels": 16, ' + _FIELDS + ', "extra": 1}',
+     'exactly the fields'),
+    # a type that did not register (no constructor is looked up by name)
+    ('os.system:{"in_channels": 16, ' + _FIELDS + '}', 'not registered'),
+    ('{"in_channels": 16, ' + _FIELDS + '}', 'not registered'),
 ])
 def test_crafted_key_of_an_exported_program_is_refused(config, match,
                                                        monkeypatch):
     """A key whose block is gone comes from a file (an exported program):
-    its constructor arguments are checked before a block is built."""
+    its block type must be registered, and its configuration is checked
+    (``SASE.from_op_config``) before a block is built."""
     monkeypatch.setattr(op_mod, '_TEMPLATES', {})
     block = _block(dtype=torch.float32)
     with pytest.raises(ValueError, match=match):

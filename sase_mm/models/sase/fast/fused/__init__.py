@@ -16,7 +16,7 @@ own. Its backward differentiates that small graph with
 ``torch.autograd.grad``, which gives the gradient of every statistic, then
 writes dL/dx once, into one buffer, from the closed-form gradient of each
 statistic (each defined once, with its forward value, in
-``layers/statistics.py``; the output path in ``sase/dag.py``):
+``layers/stat_formulas.py``; the output path in ``sase/dag.py``):
 
 =====================  ====================================================
 statistic              contribution to dL/dx (g its gradient)
@@ -50,7 +50,10 @@ stays on the Function, the faster one). Under ``torch.compile`` (static or
 dynamic shapes) and ``torch.export`` (``torch.compiler.is_compiling()``)
 the block is one call of the operator, so there is no graph break and no
 fallback to the generic graph; autocast (the block runs in float32, see
-``layers/statistics.in_float32``) and channels_last inputs reach it too.
+``layers/precision.in_float32``) and channels_last inputs reach it too.
+A half-precision input or block is refused (``node.check_full_precision``):
+``SASE.forward`` runs an input in float32, and a half-precision block
+through the generic graph on float32 casts of its parameters.
 Inside both, on CPU the compiled kernels run, elsewhere (CUDA) the PyTorch
 closed forms. ``torch.jit`` tracing still records the generic graph.
 

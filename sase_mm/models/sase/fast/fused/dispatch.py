@@ -10,7 +10,7 @@ Each kernel restates a Python definition, and
 ``tests/models/sase/fast/test_fused.py`` pairs them (``KERNEL_PAIRS``):
 ``row_stats`` the :class:`Sum`, :class:`Amax` and ties over H, W;
 ``gated_pow4_sum`` and ``pow4_rowdot`` :class:`GatedPow4SumC`'s value and
-weight gradient (``layers/statistics.py``); ``grad_dots``, ``scale`` and the
+weight gradient (``layers/stat_formulas.py``); ``grad_dots``, ``scale`` and the
 output path of ``combine`` :func:`residual_map_grads` and :func:`residual`
 (``sase/dag.py``); the rest of ``combine`` the gradient terms, as
 ``input_grad.py`` adds them.
@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 import torch
 
 from ....layers.dims import HW_DIMS
-from ....layers.statistics import AtMax, Broadcast, Cube, Term
+from ....layers.grad_terms import AtMax, Broadcast, Cube, Term
 from ..kernels import fused_kernels
 from .input_grad import _row_col
 

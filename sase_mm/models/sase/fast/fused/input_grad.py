@@ -2,19 +2,20 @@
 
 SASE (arXiv 2411.08333). The backward pass of the fused node
 (``node.py``) has the gradient of every statistic on the tape
-(``tape.py``); each statistic turns its gradient into terms with its own
-``input_grad`` (``layers/statistics.py``, the one definition of each closed
-form). The block input's gradient is the output path's
-``residual(grad, a, b)`` (``sase/dag.py``) plus all those terms, written
-into one buffer: broadcast terms as one low-rank product, the x^3 terms
-sharing one x^3, full-size terms added in place. ``dispatch.py`` does the
+(``tape.py``); each statistic turns its gradient into terms
+(``layers/grad_terms.py``) with its own ``input_grad``
+(``layers/stat_formulas.py``, the one definition of each closed form).
+The block input's gradient is the output path's ``residual(grad, a, b)``
+(``sase/dag.py``) plus all those terms, written into one buffer:
+broadcast terms as one low-rank product, the x^3 terms sharing one x^3,
+full-size terms added in place. ``dispatch.py`` does the
 same in one pass of the compiled kernels where they apply.
 """
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from ....layers.statistics import Broadcast, Cube, Term, assemble
+from ....layers.grad_terms import Broadcast, Cube, Term, assemble
 
 RowCol = Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
+from ....layers.precision import HALF_DTYPES, is_half
 from ...dag import residual, residual_factors, residual_map_grads, sase_maps
 from .dispatch import _kernel_input_grad, _rows, kernels_for
 from .input_grad import _input_grad
@@ -156,10 +157,36 @@ def _plain_backward(block: nn.Module, x: torch.Tensor, params, grad,
     return tuple(result)
 
 
+def check_full_precision(block: nn.Module, x: torch.Tensor) -> None:
+    """Refuses a float16 / bfloat16 x or block.
+
+    The node takes its statistics (fourth powers, central moments) in x's
+    dtype, and the compiled kernels are float32 / float64 only; the block's
+    own forward (``SASE.forward``) runs a half-precision input or block in
+    float32 before it gets here (``layers/precision.in_float32``).
+
+    Raises:
+        TypeError: x or the block's parameters are half precision.
+    """
+    if x.dtype in HALF_DTYPES:
+        got = f'a {x.dtype} input'
+    elif is_half(block):
+        got = 'a half-precision block'
+    else:
+        return
+    raise TypeError(f'the fused SASE node runs in float32 or float64, got '
+                    f'{got}; call the block itself (SASE.forward), which '
+                    f'runs half precision in float32')
+
+
 def fused_sase(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Runs the fixed ``block`` on x (B, C, H, W) as one autograd node.
 
     ``block`` provides ``edge_fn``, ``mixer`` and ``forward_generic``.
+
+    Raises:
+        TypeError: a half-precision x or block (:func:`check_full_precision`).
     """
+    check_full_precision(block, x)
     params = [p for p in block.parameters() if p.requires_grad]
     return _FusedSASE.apply(x, block, *params)

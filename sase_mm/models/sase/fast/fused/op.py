@@ -22,12 +22,17 @@ autograd requires. Inside, dispatch is the node's (``dispatch.py``): on CPU
 the compiled kernels, elsewhere the PyTorch closed forms.
 
 The operators take tensors, not the module: ``key`` names the block (its
-constructor arguments and its identity) in a registry of live blocks, and
-the implementations run that block's code with the parameter and buffer
-arguments put in place of its own. A key whose block is gone (e.g. an
-exported program loaded in another process, after importing
+type, its configuration and its identity) in a registry of live blocks,
+and the implementations run that block's code with the parameter and
+buffer arguments put in place of its own. A key whose block is gone (e.g.
+an exported program loaded in another process, after importing
 ``sase_mm.models.sase``, which registers the operators) rebuilds the block
-from the constructor arguments in the key, on the meta device.
+from the key, on the meta device. What a block's configuration is, and how
+it is rebuilt, is the block's own: a block class registers itself here
+(:func:`register_block`) and provides ``op_config()`` (a JSON-able dict)
+and ``from_op_config(text)`` (a classmethod that parses and checks that
+text, which comes from a file, before it builds anything); this module
+imports no block.
 
 The operators are functional: a custom operator with a registered autograd
 formula may not mutate its arguments, so the BN update is an output, which
@@ -40,7 +45,7 @@ autograd (``torch.compile``) does not support double backward at all.
 """
 import json
 from contextlib import contextmanager
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 from weakref import WeakValueDictionary
 
 import torch
@@ -48,24 +53,53 @@ import torch.nn as nn
 from torch import Tensor
 
 from .node import (_fused_output, _plain_backward, _tape_backward,
-                   _tape_forward)
+                   _tape_forward, check_full_precision)
 
 #: key -> live block (weak: the registry never keeps a block alive).
 _BLOCKS: 'WeakValueDictionary[str, nn.Module]' = WeakValueDictionary()
-#: constructor arguments (JSON) -> a meta-device block, for keys whose block
-#: is gone.
+#: block type name -> the block class that registered (:func:`register_block`).
+_BLOCK_TYPES: Dict[str, type] = {}
+#: the type and configuration part of a key -> a meta-device block, for keys
+#: whose block is gone.
 _TEMPLATES = {}
+
+
+def register_block(cls: type) -> type:
+    """Class decorator: lets the operators rebuild blocks of ``cls`` from
+    their keys. ``cls`` provides ``op_config(self) -> dict`` (JSON-able)
+    and the classmethod ``from_op_config(text: str)``, which parses and
+    checks ``json.dumps`` of such a dict and builds the block (ValueError
+    for anything else).
+
+    Raises:
+        TypeError: ``cls`` lacks either method, or another class of its
+            name is registered already.
+    """
+    missing = [m for m in ('op_config', 'from_op_config')
+               if not callable(getattr(cls, m, None))]
+    if missing:
+        raise TypeError(f'register_block: {cls.__name__} has no '
+                        f'{" or ".join(missing)}')
+    known = _BLOCK_TYPES.setdefault(cls.__name__, cls)
+    if known is not cls:
+        raise TypeError(f'register_block: a block type named '
+                        f'{cls.__name__!r} is registered already '
+                        f'({known.__module__}.{known.__qualname__})')
+    return cls
 
 
 def op_key(block: nn.Module) -> str:
     """The operators' name for ``block``, registered on the way.
 
-    ``<constructor arguments as JSON>#<id>``; the arguments are
-    ``block._op_config`` (``SASE`` sets it), empty when absent.
+    ``<type name>:<block.op_config() as JSON>#<id>`` for a block of a
+    registered type, else ``#<id>`` (a live block only).
     """
-    config = getattr(block, '_op_config', None)
-    key = (json.dumps(config, sort_keys=True) if config else '') + \
-        f'#{id(block):x}'
+    cls = type(block)
+    config = ''
+    if _BLOCK_TYPES.get(cls.__name__) is cls:
+        config = f'{cls.__name__}:' + json.dumps(block.op_config(),
+                                                 sort_keys=True)
+    key = f'{config}#{id(block):x}'
     _BLOCKS[key] = block
     return key
 
@@ -79,7 +113,13 @@ op_key._dynamo_marked_constant = True
 
 
 def _block_of(key: str) -> nn.Module:
-    """The live block named by ``key``, else one rebuilt from its config."""
+    """The live block named by ``key``, else one rebuilt from its config.
+
+    Raises:
+        RuntimeError: no live block, and the key names no configuration.
+        ValueError: the key names a type that is not registered, or its
+            configuration is refused by the type's ``from_op_config``.
+    """
     block = _BLOCKS.get(key)
     if block is not None:
         return block
@@ -87,55 +127,19 @@ def _block_of(key: str) -> nn.Module:
     if not config:
         raise RuntimeError(
             f'sase_mm::fused_sase: no live block for key {key!r}, and the key '
-            f'has no constructor arguments to rebuild it from')
+            f'has no configuration to rebuild it from')
     if config not in _TEMPLATES:
-        from ...block import SASE
-        kwargs = _parse_config(config)
+        name, _, text = config.partition(':')
+        cls = _BLOCK_TYPES.get(name)
+        if cls is None:
+            raise ValueError(
+                f'sase_mm::fused_sase: the block key names the block type '
+                f'{name!r:.40}, which is not registered (registered: '
+                f'{sorted(_BLOCK_TYPES)}; importing sase_mm.models.sase '
+                f'registers SASE)')
         with torch.device('meta'):  # every tensor is an operator argument
-            _TEMPLATES[config] = SASE(**kwargs, fused=False)
+            _TEMPLATES[config] = cls.from_op_config(text)
     return _TEMPLATES[config]
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-
-#: What a key's constructor arguments may hold (``SASE._op_config``), as
-#: (check, what is valid). A key comes from an exported program, i.e. a
-#: file: it is parsed and checked, never handed over as it stands (a
-#: genotype string, for one, would be read as a path).
-_CONFIG_FIELDS = {
-    'in_channels': (_is_int, 'a positive int'),
-    'genotype': (lambda v: isinstance(v, list) and all(
-        isinstance(o, str) for o in v), 'a list of operation names'),
-    'spatial_size': (lambda v: isinstance(v, list) and len(v) == 2 and all(
-        _is_int(n) for n in v), '[H, W] of positive ints'),
-    'fc_sigmoid': (lambda v: isinstance(v, bool), 'true or false'),
-}
-
-
-def _parse_config(config: str) -> dict:
-    """The SASE constructor arguments in a key, checked field by field.
-
-    Raises:
-        ValueError: not a JSON object of exactly :data:`_CONFIG_FIELDS`'s
-            fields, or a field that is not what it must be.
-    """
-    where = 'sase_mm::fused_sase: the block key\'s constructor arguments'
-    try:
-        kwargs = json.loads(config)
-    except ValueError as e:
-        raise ValueError(f'{where} are not JSON ({e})') from None
-    if not isinstance(kwargs, dict) or set(kwargs) != set(_CONFIG_FIELDS):
-        got = (sorted(kwargs) if isinstance(kwargs, dict) else
-               type(kwargs).__name__)
-        raise ValueError(f'{where} must be a JSON object with exactly the '
-                         f'fields {sorted(_CONFIG_FIELDS)}, got {got}')
-    for name, (ok, valid) in _CONFIG_FIELDS.items():
-        if not ok(kwargs[name]):
-            raise ValueError(f'{where}: {name} must be {valid}, got '
-                             f'{kwargs[name]!r:.80}')
-    return kwargs
 
 
 @contextmanager
@@ -316,7 +320,11 @@ def fused_sase_op(block: nn.Module, x: Tensor) -> Tensor:
 
     Returns:
         Tensor: (B, C, H, W), x's dtype and layout.
+
+    Raises:
+        TypeError: a half-precision x or block (as ``fused_sase``).
     """
+    check_full_precision(block, x)
     buffers = list(block.buffers())
     out, new = torch.ops.sase_mm.fused_sase(
         x, list(block.parameters()), buffers, op_key(block), block.training)

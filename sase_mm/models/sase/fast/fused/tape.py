@@ -5,7 +5,7 @@ reductions of the block input x outside autograd and hands them to the
 small part of the block (excitations, mixer) as leaves of a graph of its
 own. :class:`_TapeStats` is the :class:`FeatureStats` that does so: each
 statistic it hands out is computed by that statistic's own ``value``
-(``layers/statistics.py``; over H, W by the compiled ``row_stats`` kernel
+(``layers/stat_formulas.py``; over H, W by the compiled ``row_stats`` kernel
 where it runs) and recorded on the :class:`_Tape` as an :class:`_Entry`
 (the statistic, its leaves, and what its ``input_grad`` needs), which
 ``input_grad.py`` and ``dispatch.py`` turn into dL/dx. Anything else raises
@@ -26,9 +26,12 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ....layers.dims import C_DIMS, HW_DIMS, Dims
-from ....layers.statistics import (MAP, Amax, CentralSums, FeatureStats,
-                                   GatedPow4SumC, GatedSumC, Pow4Sum, Read,
-                                   Sum, Term, _GatedSumC)
+from ....layers.feature_stats import FeatureStats
+from ....layers.grad_terms import Term
+from ....layers.reads import MAP, Read
+from ....layers.stat_formulas import (Amax, CentralSums, GatedPow4SumC,
+                                      GatedSumC, Pow4Sum, Sum)
+from ....layers.stat_functions import gated_sum_c
 from ...dag import sase_maps
 from ...space import EDGES, Edge, OpSet
 
@@ -75,8 +78,8 @@ def op_reads(op_set: OpSet, name: str) -> FrozenSet[Read]:
         raise TypeError(
             f'{op_set.name} operation {name!r} ({type(module).__name__}) '
             f'does not declare what it reads: give it a reads() method '
-            f'(layers/squeeze.py), returning statistics.reading(...) or '
-            f'{{statistics.MAP}}, so the fused SASE block knows whether it '
+            f'(layers/squeeze.py), returning reads.reading(...) or '
+            f'{{reads.MAP}}, so the fused SASE block knows whether it '
             f'can run it')
     return frozenset(reads())
 
@@ -110,7 +113,7 @@ class NotFusable(RuntimeError):
 # The tape.
 # --------------------------------------------------------------------------
 class _Entry(NamedTuple):
-    stat: type  # a statistic of layers/statistics.py
+    stat: type  # a statistic of layers/stat_formulas.py
     outs: Tuple[torch.Tensor, ...]  # what the small graph differentiates
     saved: tuple = ()  # stat.input_grad's arguments before the gradients
 
@@ -235,7 +238,7 @@ class _TapeStats(FeatureStats):
         def compute():
             self._require(Read(Sum.kind, tuple(dims)))
             if self._gate is not None:
-                out = _GatedSumC.apply(self._base, self._gate)
+                out = gated_sum_c(self._base, self._gate)
                 self._tape.record(GatedSumC, (out, ), (self._gate.detach(), ))
                 return out
             value = (self._tape.row_stats()[0].clone() if self._over_hw(dims)
