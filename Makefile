@@ -10,7 +10,7 @@ setup:
 
 # The main job: a real SASE search on data a PyPI package ships.
 demo: setup
-	$(PYTHON) tools/search.py configs/search/sase_r20_digits.py --work-dir work_dirs/demo
+	$(PYTHON) tools/search.py configs/search/sase_r8_digits.py --work-dir work_dirs/demo
 
 test: setup
 	$(PYTHON) -m pytest tests -q -p no:cacheprovider -n 2

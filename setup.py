@@ -81,6 +81,7 @@ setup(
     packages=find_packages(exclude=('tests', 'tests.*', 'benchmarks')),
     include_package_data=True,
     package_data={'sase_mm': ['models/sase/fast/csrc/*.cpp',
+                              'models/layers/csrc/*.cpp',
                               '.mim/model-index.yml', '.mim/configs/**/*.py',
                               '.mim/tools/**/*', '.mim/tools/*']},
     python_requires='>=3.8',

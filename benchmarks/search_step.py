@@ -9,11 +9,16 @@ interleaved in one run (median of the repeats):
 * ``first``: one first-order search iteration (alpha step + weight step:
   2 forward-backward passes, the alpha pass differentiating alpha only);
 * ``second``: one second-order iteration (virtual step, search pass at w',
-  two finite-difference passes, weight step: 5 forward-backward passes).
+  two finite-difference passes, weight step: 5 forward-backward passes);
+* ``fixed``: the training step of ResNet-20 + the paper's fixed SASE block
+  (docs/spec.md section 4) in every block, what a study of the searched
+  block trains;
+* ``se``: the same with SE (reduction 16), for reference.
 
-Printed ratios and targets: supernet / plain <= 4 (the reference code:
-6.8); first / supernet <= 2.05 and second / supernet <= 5.1 (reference:
-2.02 and 5.02); peak memory second / first <= 1.3.
+Printed ratios and targets: supernet / plain <= 2.5 (the reference code:
+6.8); first / supernet <= 2.0 and second / supernet <= 5.0 (reference:
+2.02 and 5.02); peak memory second / first <= 1.3; fixed / plain <= 1.2;
+se / plain is printed beside it, without a target.
 
 Peak memory is the process's resident-set high-water mark during one step
 above its resident size just before it (Linux: the mark is reset through
@@ -30,6 +35,10 @@ memory events would count tensors only, but profiling the ~100k operator
 calls of a second-order step takes minutes.)
 
     python benchmarks/search_step.py [--repeats 5] [--batch 64]
+
+``--depth`` and ``--size`` time another CIFAR ResNet and image size (the
+targets are set for the defaults, ResNet-20 at 32 x 32); the demo's
+search: ``--depth 8 --size 16 --batch 32``.
 
 ``--detector``: the search around an mmdet detector (docs/
 search_your_model.md): Faster R-CNN R50-FPN with SASESearch in every
@@ -59,24 +68,26 @@ from interleave import interleaved, timed
 from sase_mm.models.sase import mixing
 from sase_mm.registry import MODELS
 
-TARGETS = dict(supernet_vs_plain=4.0, first_vs_supernet=2.05,
-               second_vs_supernet=5.1, second_vs_first_memory=1.3)
+TARGETS = dict(supernet_vs_plain=2.5, first_vs_supernet=2.0,
+               second_vs_supernet=5.0, second_vs_first_memory=1.3,
+               fixed_vs_plain=1.2, se_vs_plain=None)
 DETECTOR_TARGETS = dict(first_vs_plain=2.2, second_vs_plain=5.5)
 DETECTOR_CONFIG = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                            'configs', 'search',
                            'sase_faster_rcnn_r50_fpn_coco.py')
 
 
-def _batch(n, g):
-    return dict(inputs=torch.randn(n, 3, 32, 32, generator=g),
+def _batch(n, g, size=32):
+    return dict(inputs=torch.randn(n, 3, size, size, generator=g),
                 data_samples=torch.randint(0, 10, (n, ), generator=g))
 
 
-def _search_model(order):
+def _search_model(order, depth=20, size=32):
     torch.manual_seed(0)
     model = MODELS.build(dict(
         type='sase_mm.DARTSSearch', order=order,
-        supernet=dict(type='sase_mm.CifarResNet', depth=20,
+        supernet=dict(type='sase_mm.CifarResNet', depth=depth,
+                      input_size=size,
                       attn_cfg=dict(type='sase_mm.SASESearch'))))
     optim = OptimWrapperDict(
         weights=OptimWrapper(torch.optim.SGD(
@@ -113,25 +124,35 @@ def training_step(model, x, y, weights_fn=None):
     return step
 
 
-def build_candidates(batch, fixed=False):
-    """The timed steps: ``plain``, ``supernet``, ``first``, ``second``
-    (and ``fixed``, ResNet-20 + the paper's SASE block, when asked)."""
-    g = torch.Generator().manual_seed(0)
-    data = dict(train=_batch(batch, g), search=_batch(batch, g))
-    x, y = data['train']['inputs'], data['train']['data_samples']
+def _attention_net(attn_cfg, depth=20, size=32):
+    """ResNet-``depth`` with ``attn_cfg`` after the last BN of every block,
+    in training mode (the weights of seed 0)."""
     torch.manual_seed(0)
-    plain = MODELS.build(dict(type='sase_mm.CifarResNet', depth=20)).train()
-    net1, opt1 = _search_model(1)
-    net2, opt2 = _search_model(2)
+    return MODELS.build(dict(type='sase_mm.CifarResNet', depth=depth,
+                             input_size=size,
+                             attn_cfg=attn_cfg)).train()
+
+
+def build_candidates(batch, fixed=False, se=False, depth=20, size=32):
+    """The timed steps: ``plain``, ``supernet``, ``first``, ``second``
+    (and, when asked, ``fixed``: ResNet-20 + the paper's SASE block;
+    ``se``: ResNet-20 + SE)."""
+    g = torch.Generator().manual_seed(0)
+    data = dict(train=_batch(batch, g, size), search=_batch(batch, g, size))
+    x, y = data['train']['inputs'], data['train']['data_samples']
+    plain = _attention_net(None, depth, size)
+    net1, opt1 = _search_model(1, depth, size)
+    net2, opt2 = _search_model(2, depth, size)
     cands = dict(
         plain=training_step(plain, x, y),
         supernet=training_step(net1.supernet, x, y,
                                lambda: net1.alphas.detach().softmax(-1)))
     if fixed:
-        torch.manual_seed(0)
-        sase = MODELS.build(dict(type='sase_mm.CifarResNet', depth=20,
-                                 attn_cfg=dict(type='sase_mm.SASE')))
-        cands['fixed'] = training_step(sase.train(), x, y)
+        cands['fixed'] = training_step(
+            _attention_net(dict(type='sase_mm.SASE'), depth, size), x, y)
+    if se:
+        cands['se'] = training_step(
+            _attention_net(dict(type='sase_mm.SE'), depth, size), x, y)
     cands.update(first=lambda: net1.train_step(data, opt1),
                  second=lambda: net2.train_step(data, opt2))
     return cands
@@ -228,7 +249,8 @@ def _memory_in_subprocess(args):
     out = subprocess.run(
         [sys.executable, os.path.abspath(__file__), '--memory',
          '--repeats', str(args.repeats), '--batch', str(args.batch),
-         '--threads', str(args.threads)], env=env, check=True,
+         '--threads', str(args.threads), '--depth', str(args.depth),
+         '--size', str(args.size)], env=env, check=True,
         capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -238,6 +260,10 @@ def main(argv=None):
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--batch', type=int, default=64)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--depth', type=int, default=20,
+                        help='CIFAR ResNet depth (6n + 2; the demo: 8)')
+    parser.add_argument('--size', type=int, default=32,
+                        help='image size (the demo: 16)')
     parser.add_argument('--memory', action='store_true',
                         help='(internal) print peak memory as JSON')
     parser.add_argument('--detector', action='store_true',
@@ -246,7 +272,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     if args.detector:
         return detector_main(args)
-    cands = build_candidates(args.batch)
+    cands = build_candidates(args.batch, fixed=True, se=True,
+                             depth=args.depth, size=args.size)
     for fn in cands.values():  # warm-up
         fn()
     if args.memory:
@@ -258,8 +285,9 @@ def main(argv=None):
                         args.repeats)
     med = {k: statistics.median(v) for k, v in times.items()}
     mem = _memory_in_subprocess(args)
-    print(f'CIFAR ResNet-20, batch {args.batch} x 3 x 32 x 32, '
-          f'{args.threads} threads, median of {args.repeats}')
+    print(f'CIFAR ResNet-{args.depth}, batch {args.batch} x 3 x '
+          f'{args.size} x {args.size}, {args.threads} threads, median of '
+          f'{args.repeats}')
     print(f'{"candidate":<10} {"time (s)":>9} {"peak MiB":>9}')
     for k in cands:
         print(f'{k:<10} {med[k]:>9.3f} {mem[k] / 2**20:>9.1f}')
@@ -267,11 +295,19 @@ def main(argv=None):
         supernet_vs_plain=med['supernet'] / med['plain'],
         first_vs_supernet=med['first'] / med['supernet'],
         second_vs_supernet=med['second'] / med['supernet'],
-        second_vs_first_memory=mem['second'] / mem['first'])
+        second_vs_first_memory=mem['second'] / mem['first'],
+        fixed_vs_plain=med['fixed'] / med['plain'],
+        se_vs_plain=med['se'] / med['plain'])
     for k, v in ratios.items():
-        ok = 'ok' if v <= TARGETS[k] else 'MISSED'
-        print(f'{k:<24} {v:6.2f}x  (target <= {TARGETS[k]}x: {ok})')
+        print(f'{k:<24} {v:6.2f}x  ({_verdict(v, TARGETS[k])})')
     return ratios
+
+
+def _verdict(ratio, target):
+    """'target <= Tx: ok' / 'MISSED', or 'reference' without a target."""
+    if target is None:
+        return 'reference, no target'
+    return f'target <= {target}x: {"ok" if ratio <= target else "MISSED"}'
 
 
 if __name__ == '__main__':

@@ -2,7 +2,7 @@
 
 SASE (arXiv 2411.08333) searches for hours; a kill (OOM killer, pre-empted
 node, Ctrl-\\) must never cost more than the epoch in progress. Each try
-starts the digits search (``configs/search/sase_r20_digits.py``, shrunk to
+starts the digits search (``configs/search/sase_r8_digits.py``, shrunk to
 a few iterations per epoch with ``--cfg-options``, one checkpoint kept),
 kills it with SIGKILL, then runs ``tools/search.py --resume`` to the end and
 checks that it exits 0 and that its last checkpoint reads and verifies.
@@ -31,7 +31,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(REPO, 'configs', 'search', 'sase_r20_digits.py')
+CONFIG = os.path.join(REPO, 'configs', 'search', 'sase_r8_digits.py')
 EPOCHS = 4
 
 

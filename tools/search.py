@@ -9,7 +9,7 @@ work dir, and prints the genotype and the held-out accuracy at the end.
 Usage::
 
     python tools/search.py configs/search/sase_r20_cifar10.py
-    python tools/search.py configs/search/sase_r20_digits.py \
+    python tools/search.py configs/search/sase_r8_digits.py \
         --work-dir work_dirs/demo
     python tools/search.py CONFIG --resume            # latest in work dir
     bash tools/dist_search.sh CONFIG 8 [--amp]

@@ -52,7 +52,7 @@ from mmengine.config import Config
 with tempfile.TemporaryDirectory() as tmp:
     child = os.path.join(tmp, 'child.py')
     with open(child, 'w') as f:
-        f.write("_base_ = 'sase_mm::search/sase_r20_digits.py'\n")
+        f.write("_base_ = 'sase_mm::search/sase_r8_digits.py'\n")
     assert Config.fromfile(child).model.type == 'sase_mm.DARTSSearch'
 PYEOF
     )
@@ -87,10 +87,12 @@ if ! check_self; then
     "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT" >/dev/null
     check_self || { echo "[setup] sase_mm:: configs do not resolve from $ROOT (see sase_mm/.mim)" >&2; exit 1; }
 fi
-# The fused SASE block's CPU kernels (sase_mm/models/sase/fast/csrc): compiled on first use,
-# about a minute, then cached; build them now so the first run is not slow.
+# sase_mm's CPU kernels (the fused SASE block's, sase_mm/models/sase/fast/csrc, and the
+# squeeze statistics', sase_mm/models/layers/csrc): compiled on first use, about a minute
+# each, then cached; build them now so the first run is not slow.
 if ! (cd / && "$PY" -c "import sys; from sase_mm.models.sase.fast.kernels import fused_kernels; \
-sys.exit(0 if fused_kernels() is not None else 1)"); then
-    echo "[setup] warning: the fused CPU kernels did not build (see above); SASE falls back to PyTorch operators" >&2
+from sase_mm.models.layers.compiled import stats_kernels; \
+sys.exit(0 if fused_kernels() is not None and stats_kernels() is not None else 1)"); then
+    echo "[setup] warning: the CPU kernels did not build (see above); SASE falls back to PyTorch operators" >&2
 fi
 echo "[setup] environment ready ($("$PY" -c 'import torch, mmcv, mmdet, mmpretrain; print("torch", torch.__version__, "mmcv", mmcv.__version__, "mmdet", mmdet.__version__, "mmpretrain", mmpretrain.__version__)'))"

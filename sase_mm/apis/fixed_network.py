@@ -31,7 +31,7 @@ EXPECTED = (
     "model=dict(type='sase_mm.DARTSSearch', supernet=dict("
     "type='sase_mm.CifarResNet', num_classes=10, attn_cfg=dict("
     "type='sase_mm.SASESearch'))), with a held-out val_dataloader and "
-    "val_evaluator (configs/search/sase_r20_digits.py, sase_r20_cifar10.py, "
+    "val_evaluator (configs/search/sase_r8_digits.py, sase_r20_cifar10.py, "
     "sase_r20_cifar100.py)")
 
 # Scheduler fields counted in epochs (or iterations): rescaled with them.

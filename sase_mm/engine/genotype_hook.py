@@ -19,6 +19,9 @@ every visualizer backend through ``add_scalars``) and writes, atomically, in
 * ``alphas_heatmap.png``: softmax(alpha), edges x operations;
 * ``alphas_history.png`` / ``alphas_history.json``: each edge's weights over
   the epochs (kept in the checkpoints, so a resumed search continues them);
+  the two PNGs every ``plot_interval`` records and at the end (matplotlib
+  takes about a second for both: a search of many short epochs plots less
+  often);
 * ``curves.png``: the loss and held-out accuracy over the search (at the
   end, from mmengine's scalar log).
 
@@ -76,6 +79,8 @@ class GenotypeHook(Hook):
             recorded).
         out_dir (str, optional): where the files go (default: work dir).
         plot (bool): write the two PNGs (matplotlib).
+        plot_interval (int): plot every this many epochs (and at the end of
+            the search); 1: at every record.
         margin_threshold (float): an edge whose best weight leads the second
             best by less than this is "not yet decided": flagged on the
             heatmap and in the final summary, which then suggests more
@@ -97,7 +102,12 @@ class GenotypeHook(Hook):
                  plot: bool = True, margin_threshold: float = 0.02,
                  train_config: Optional[str] = None,
                  attn_key: str = 'model.backbone.attn_cfg',
-                 stop_when_decided: int = 0):
+                 stop_when_decided: int = 0, plot_interval: int = 1):
+        if isinstance(plot_interval, bool) or not isinstance(
+                plot_interval, int) or plot_interval < 1:
+            raise ValueError(
+                f'GenotypeHook plot_interval must be an int >= 1 (epochs '
+                f'between the PNGs; 1: every record), got {plot_interval!r}')
         if isinstance(stop_when_decided, bool) or not isinstance(
                 stop_when_decided, int) or stop_when_decided < 0:
             raise ValueError(
@@ -113,6 +123,8 @@ class GenotypeHook(Hook):
         self.interval = interval
         self.out_dir = out_dir
         self.plot = plot
+        self.plot_interval = plot_interval
+        self._plotted = None  # the epoch the PNGs show
         self.margin_threshold = float(margin_threshold)
         self.train_config = train_config
         self.attn_key = attn_key
@@ -201,12 +213,17 @@ class GenotypeHook(Hook):
                  ops=[list(e.op_set.names) for e in EDGES],
                  epochs=[h[0] for h in history],
                  softmax_alphas=[h[1] for h in history])))
-        if self.plot:
-            plot_alpha_heatmap(probs, paths['heatmap'],
-                               f'softmax(alpha), epoch {epoch}\n{genotype}',
-                               margin_threshold=self.margin_threshold)
-            plot_alpha_history([h[0] for h in history],
-                               [h[1] for h in history], paths['history'])
+        if self.plot and epoch % self.plot_interval == 0:
+            self._plot(paths, epoch, genotype, probs)
+
+    def _plot(self, paths, epoch, genotype, probs) -> None:
+        history = sorted(self.history)
+        plot_alpha_heatmap(probs, paths['heatmap'],
+                           f'softmax(alpha), epoch {epoch}\n{genotype}',
+                           margin_threshold=self.margin_threshold)
+        plot_alpha_history([h[0] for h in history],
+                           [h[1] for h in history], paths['history'])
+        self._plotted = epoch
 
     def usage(self, path: str) -> str:
         """genotype.py's header: how a training config takes it."""
@@ -236,6 +253,11 @@ class GenotypeHook(Hook):
         genotype = self._search_model(runner).genotype()
         paths = self.paths(runner)
         if self.plot and is_main_process():
+            last = max(self.history) if self.history else None
+            if last is not None and self._plotted != last[0]:
+                # The last record fell between plot_interval epochs.
+                self._plot(paths, last[0], genotype,
+                           torch.tensor(last[1]))
             # The loss / accuracy curves, after the last validation.
             plot_run_curves(runner, paths['curves'])
         files = '\n'.join(f'  {k}: {v}' for k, v in paths.items()

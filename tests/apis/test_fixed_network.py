@@ -12,13 +12,13 @@ from sase_mm.apis.fixed_network import (FixedNetworkError, fixed_network,
                                         rescale_schedulers, run_config)
 from sase_mm.registry import DATASETS
 
-DIGITS = 'configs/search/sase_r20_digits.py'
+DIGITS = 'configs/search/sase_r8_digits.py'
 
 
 @pytest.fixture(scope='module')
 def digits():
     from data_utils.tool_runs import config_path
-    return Config.fromfile(config_path('search/sase_r20_digits.py'))
+    return Config.fromfile(config_path('search/sase_r8_digits.py'))
 
 
 def test_recipe_of_the_digits_search(digits):

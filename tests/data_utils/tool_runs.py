@@ -92,7 +92,7 @@ def coco_options(cfg, data_root: str, scale=(160, 128)):
     return opts
 
 
-# configs/search/sase_r20_digits.py shrunk to seconds (--cfg-options).
+# configs/search/sase_r8_digits.py shrunk to seconds (--cfg-options).
 TINY_DIGITS = [
     'model.supernet.depth=8', 'model.supernet.base_channels=8',
     'model.supernet.input_size=8', 'train_cfg.max_epochs=1',

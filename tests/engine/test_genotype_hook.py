@@ -60,3 +60,36 @@ def test_hook_records_what_the_model_reports(patch, tmp_path):
 def test_hook_refuses_a_model_that_is_not_a_search_model(model, tmp_path):
     with pytest.raises(TypeError, match='GenotypeHook needs a search model'):
         GenotypeHook(plot=False).record(_runner(model, tmp_path), epoch=1)
+
+
+def test_plot_interval_plots_every_n_epochs_and_the_last(monkeypatch,
+                                                         tmp_path):
+    from sase_mm.engine import genotype_hook as module
+    plotted = []
+    monkeypatch.setattr(module, 'plot_alpha_heatmap',
+                        lambda probs, path, title, **k: plotted.append(
+                            ('heatmap', title.split('\n')[0])))
+    monkeypatch.setattr(module, 'plot_alpha_history',
+                        lambda epochs, probs, path: plotted.append(
+                            ('history', epochs[-1])))
+    monkeypatch.setattr(module, 'plot_run_curves', lambda runner, path: None)
+    torch.manual_seed(0)
+    model = MODELS.build(dict(type='sase_mm.DARTSSearch', supernet=SUPERNET))
+    runner = _runner(model, tmp_path)
+    hook = GenotypeHook(plot_interval=3)
+    for epoch in range(1, 6):
+        hook.record(runner, epoch)
+    assert plotted == [('heatmap', 'softmax(alpha), epoch 3'),
+                       ('history', 3)]
+    # The JSON files are written at every record all the same.
+    history = json.load(open(hook.paths(runner)['history_json']))
+    assert history['epochs'] == [1, 2, 3, 4, 5]
+    hook.after_train(runner)  # epoch 5 fell between intervals: plotted now
+    assert plotted[2:] == [('heatmap', 'softmax(alpha), epoch 5'),
+                           ('history', 5)]
+
+
+@pytest.mark.parametrize('bad', [0, -1, 1.5, True, '2'])
+def test_plot_interval_must_be_a_positive_int(bad):
+    with pytest.raises(ValueError, match='plot_interval must be an int >= 1'):
+        GenotypeHook(plot_interval=bad)

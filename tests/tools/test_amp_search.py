@@ -14,7 +14,7 @@ from data_utils.tool_runs import config_path, load_tool
 
 from sase_mm.engine import CPUAmpOptimWrapper
 
-DIGITS = config_path('search/sase_r20_digits.py')
+DIGITS = config_path('search/sase_r8_digits.py')
 
 
 @pytest.mark.skipif(torch.cuda.is_available(),
@@ -63,7 +63,7 @@ def test_train_tool_amp_config_on_cpu():
     if torch.cuda.is_available():
         pytest.skip('CPU --amp path (a GPU builds AmpOptimWrapper)')
     tool = load_tool('train')
-    args = tool.parse_args([config_path('search/sase_r20_digits.py'),
+    args = tool.parse_args([config_path('search/sase_r8_digits.py'),
                             '--amp', '--amp-dtype', 'bfloat16'])
     cfg = tool.build_config(args)
     assert cfg.optim_wrapper.type == 'CPUAmpOptimWrapper'

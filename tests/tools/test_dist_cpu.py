@@ -32,7 +32,7 @@ class RankDumpHook(Hook):
 
 def test_two_cpu_processes_search_the_digits(tmp_path):
     (tmp_path / 'rank_dump.py').write_text(RANK_DUMP)
-    digits = osp.join(REPO, 'configs', 'search', 'sase_r20_digits.py')
+    digits = osp.join(REPO, 'configs', 'search', 'sase_r8_digits.py')
     child = tmp_path / 'tiny_digits.py'
     child.write_text(
         f"_base_ = [{digits!r}]\n"

@@ -24,7 +24,7 @@ from sase_mm.models.sase import SASE_PAPER_GENOTYPE
 from sase_mm.models.sase.random_genotypes import sample_genotypes
 
 tool = load_tool('analysis/evaluate_genotypes')
-DIGITS = config_path('search/sase_r20_digits.py')
+DIGITS = config_path('search/sase_r8_digits.py')
 # Two-sided 95% Student-t quantile with 1 degree of freedom (2 seeds).
 T_975_1 = 12.706204736174698
 

@@ -115,7 +115,7 @@ def _ran_each_sections_command(report, log):
                         (2, 'search_second_order')):
         cmd = s[name]['command']
         assert cmd[:2] == ['tools/search.py',
-                           'configs/search/sase_r20_digits.py']
+                           'configs/search/sase_r8_digits.py']
         assert f'model.order={order}' in cmd
         assert s[name]['config_check'].startswith('ok')
     assert log.count('$ ') >= 7  # every command is in the log

@@ -259,7 +259,7 @@ def test_ddp_keys_and_missing_prefix(tmp_path):
 
 def test_search_supernet_is_refused(tmp_path):
     with pytest.raises(tool.ExportError, match='search supernet') as err:
-        tool.main([config_path('search/sase_r20_digits.py'), 'none',
+        tool.main([config_path('search/sase_r8_digits.py'), 'none',
                    str(tmp_path / 's.onnx')])
     assert 'genotype' in str(err.value)
     assert not (tmp_path / 's.onnx').exists()

@@ -17,7 +17,7 @@ from mmengine.config import Config
 from sase_mm.utils.mim import package_dir
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIGS = ('faster_rcnn/sase_r50_fpn_1x_coco.py', 'search/sase_r20_digits.py')
+CONFIGS = ('faster_rcnn/sase_r50_fpn_1x_coco.py', 'search/sase_r8_digits.py')
 SCRIPT = '''
 import json
 import sase_mm
@@ -41,7 +41,7 @@ def fresh(tmp_path_factory):
     sase_mm``."""
     cwd = tmp_path_factory.mktemp('user')
     (cwd / 'child.py').write_text(
-        "_base_ = 'sase_mm::search/sase_r20_digits.py'\n"
+        "_base_ = 'sase_mm::search/sase_r8_digits.py'\n"
         "train_cfg = dict(max_epochs=3)\n")
     res = subprocess.run(
         [sys.executable, '-c', SCRIPT.format(configs=CONFIGS)],

@@ -6,7 +6,7 @@ one training each. On your data, is the searched block better than SE,
 than no attention, than a random block, by more than the spread between
 seeds? This tool trains the fixed network of a search config (its
 ``model.supernet``, e.g. the CIFAR ResNet of ``configs/search/
-sase_r20_digits.py``) with each candidate attention in its attention slot,
+sase_r8_digits.py``) with each candidate attention in its attention slot,
 for seeds 0..S-1, under one schedule: the search's train and search halves
 together, its weight optimizer and schedulers (rescaled to ``--epochs``),
 one mmengine Runner per (candidate, seed), top-1 on its held-out split
@@ -35,7 +35,7 @@ others (a run that was interrupted is redone).
 Usage::
 
     python tools/analysis/evaluate_genotypes.py \\
-        configs/search/sase_r20_digits.py --work-dir work_dirs/study \\
+        configs/search/sase_r8_digits.py --work-dir work_dirs/study \\
         --candidates work_dirs/demo/genotype.json paper se none random:3
 """
 import argparse
@@ -495,7 +495,7 @@ def parse_args(argv=None):
         'candidate attention (a searched genotype, the paper\'s, zoo '
         'modules, none, random blocks) for several seeds, and compare them')
     parser.add_argument('config', help='a search config, e.g. '
-                        'configs/search/sase_r20_digits.py')
+                        'configs/search/sase_r8_digits.py')
     tool_args.add_common_args(
         parser, 'where the results and each run go (default: '
         'work_dirs/<config name>_genotypes)',

@@ -19,7 +19,7 @@ figures (each under its own time limit, all under ``--budget`` seconds):
    ``benchmarks/gpu_step.py`` (ResNet-50 plain / SE / SASE; ResNet-20
    plain, supernet, first- and second-order search steps) and its ratios;
 4. ``search_first_order``, ``search_second_order``: a real search on the
-   digits (``tools/search.py configs/search/sase_r20_digits.py``) on the
+   digits (``tools/search.py configs/search/sase_r8_digits.py``) on the
    GPU, a few epochs, timed per iteration;
 5. ``compile``: ``torch.compile`` (inductor) of the SASE-ResNet-50 training
    step against eager, and channels_last against contiguous.
@@ -73,7 +73,7 @@ NO_CUDA = 'no CUDA device (torch.cuda.is_available() is False)'
 # assertions differ with a GPU (tools/train.py --amp builds mmengine's
 # AmpOptimWrapper there).
 TESTS_K = 'cuda or options_map_to_config'
-SEARCH_CONFIG = 'configs/search/sase_r20_digits.py'
+SEARCH_CONFIG = 'configs/search/sase_r8_digits.py'
 # Imported in the environment probe; the check needs the first group.
 NEEDED = ('torch', 'numpy', 'sklearn', 'matplotlib', 'cv2', 'pytest',
           'mmengine', 'mmcv', 'mmpretrain', 'mmpretrain.models', 'sase_mm')

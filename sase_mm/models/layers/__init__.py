@@ -7,7 +7,8 @@ statistic's value and closed-form gradient (``stat_formulas``), the
 algebra of those gradients (``grad_terms``), their autograd Functions
 (``stat_functions``) and plain references (``reference``), the shared
 statistics of one map (``feature_stats``) and what a squeeze reads of them
-(``reads``); the squeeze and excitation operations (``squeeze``,
+(``reads``), their compiled CPU kernels and the loader of every compiled
+source (``compiled``); the squeeze and excitation operations (``squeeze``,
 ``excitation``); numerics (``numerics``), the float32 policy under mixed
 precision (``precision``) and the export flag (``config``); argument
 checks (``arg_checks``), the one attention builder (``builder``) and the

@@ -16,15 +16,25 @@ The squeezed input of edge E3 is the gated map ``s3 = gate * x``.
 L4 sum over C are products of the gate with x (``GatedSumC``,
 ``GatedPow4SumC``), and ``s3`` itself is materialised only when an
 operation needs the full map.
+
+:class:`MomentStats` is the variant of the search block, whose squeeze
+edges read every statistic over their dims: told what its readers read
+(their ``reads()``, ``reads.py``), it computes all the statistics over
+some dims through one node (``stat_functions.moments``) when the first of
+them is asked for. The values are the same; the fixed block and the
+attention modules keep :class:`FeatureStats`.
 """
-from typing import Dict, Optional, Tuple
+from typing import AbstractSet, Dict, FrozenSet, Optional, Set, Tuple
 
 import torch
 
 from .dims import C_DIMS, Dims, count
 from .numerics import safe_sqrt
-from .stat_functions import (central_sums, gated_pow4_sum_c, gated_sum_c,
-                             mean_amax, pow4_sum, sum_keepdim)
+from .reads import MAP, Read
+from .stat_formulas import Pow4Sum, Sum
+from .stat_functions import (MOMENT_KINDS, central_sums, gated_pow4_sum_c,
+                             gated_sum_c, mean_amax, moments, pow4_sum,
+                             sum_keepdim)
 
 
 class FeatureStats:
@@ -152,3 +162,92 @@ class FeatureStats:
         return self._get(
             ('m3', dims),
             lambda: self.central_sums(dims)[1] / self.count(dims))
+
+
+class MomentStats(FeatureStats):
+    """:class:`FeatureStats` that computes all the statistics its readers
+    read over some dims at once.
+
+    When a statistic over ``dims`` is first asked for, every statistic of
+    :data:`~.stat_functions.MOMENT_KINDS` that ``reads`` names over those
+    dims comes from one :func:`~.stat_functions.moments` node (one pass
+    over the map forward and one backward with the compiled kernels,
+    instead of one or more per statistic). A statistic ``reads`` does not
+    name is computed as :class:`FeatureStats` does. For a gated map the
+    product ``gate * x`` is built for the moments only when it is built
+    anyway (``reads`` names the map itself) or a statistic needs it (a
+    maximum or central sums over C); otherwise its sums over C stay
+    products with the gate.
+
+    Args:
+        x (Tensor): the feature map, (B, C, H, W).
+        reads: what the operations that will read these statistics read
+            (the union of their ``reads()``).
+    """
+
+    def __init__(self, x: Optional[torch.Tensor],
+                 reads: AbstractSet[Read] = frozenset()):
+        super().__init__(x)
+        # Kept as given, not copied: under torch.compile a set made here
+        # would have to be rebuilt at a graph break, which dynamo cannot do
+        # for a frozenset.
+        self._reads = reads
+        self._done: Set[Dims] = set()
+
+    @classmethod
+    def gated(cls, x: torch.Tensor, gate: torch.Tensor,
+              reads: AbstractSet[Read] = frozenset()) -> 'MomentStats':
+        """Statistics of ``gate * x`` (x (B, C, H, W), gate (B, C, 1, 1))
+        for readers that read ``reads``."""
+        stats = cls(None, reads)
+        stats._base, stats._gate = x, gate
+        return stats
+
+    def planned(self, dims: Dims) -> FrozenSet[str]:
+        """The kinds of statistic computed together over ``dims``: those
+        the readers read, of :data:`~.stat_functions.MOMENT_KINDS` (empty:
+        each is computed on its own)."""
+        dims = tuple(dims)
+        kinds = frozenset(r.kind for r in self._reads
+                          if r.dims == dims) & MOMENT_KINDS
+        if kinds and self._gated_over_c(dims) and MAP not in self._reads \
+                and kinds <= {Sum.kind, Pow4Sum.kind}:
+            return frozenset()  # products with the gate need no g * x
+        return kinds
+
+    def _moments(self, dims: Dims):
+        """Computes and caches the planned statistics over ``dims``."""
+        dims = tuple(dims)
+        if dims in self._done:
+            return
+        self._done.add(dims)
+        kinds = self.planned(dims)
+        if not kinds:
+            return
+        st = moments(self.x, dims, kinds)
+        self._cache[('sum', dims)] = st.sum
+        for key, value in (('amax', st.amax), ('pow4', st.pow4)):
+            if value is not None:
+                self._cache[(key, dims)] = value
+        if st.s2 is not None:
+            self._cache[('central_sums', dims)] = (st.s2, st.s3)
+
+    def sum(self, dims: Dims) -> torch.Tensor:
+        self._moments(dims)
+        return super().sum(dims)
+
+    def amax(self, dims: Dims) -> torch.Tensor:
+        self._moments(dims)
+        return super().amax(dims)
+
+    def mean_amax(self, dims: Dims) -> Tuple[torch.Tensor, torch.Tensor]:
+        self._moments(dims)
+        return super().mean_amax(dims)
+
+    def pow4_sum(self, dims: Dims) -> torch.Tensor:
+        self._moments(dims)
+        return super().pow4_sum(dims)
+
+    def central_sums(self, dims: Dims) -> Tuple[torch.Tensor, torch.Tensor]:
+        self._moments(dims)
+        return super().central_sums(dims)

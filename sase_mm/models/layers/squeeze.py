@@ -26,15 +26,17 @@ fail.
 
 While the layers are exportable (``config.py``), the spatial L2 norm runs
 its Function's plain reference, and :func:`adaptive_avg_pool` keeps its
-pooling matrices for same-size inputs too (a shortcut a tracing exporter
-would freeze at the export size).
+pooling matrices, built in the graph, for every size (its shortcuts test
+shapes, which a tracing exporter would freeze at the export size).
 """
+import functools
 from typing import FrozenSet, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .compiled import stats_kernels_for
 from .config import is_exportable
 from .dims import HW_DIMS, SizeLike, resize_to, to_size
 from .feature_stats import FeatureStats
@@ -164,20 +166,32 @@ class _LayerNormSquareSum(torch.autograd.Function):
 
     LN_HW normalises each (b, c) map over its H, W positions (LayerNorm over
     (H, W) without affine); w, b are (H, W). Written as one node with the
-    closed-form LayerNorm gradient, it keeps one saved map (the normalised
-    x) and a handful of full-size passes, against about twenty autograd
-    temporaries for the same formula.
+    closed-form LayerNorm gradient. On CPU (float32 / float64, eager) the
+    compiled ``ln_square_sum`` kernels run it (``compiled.py``,
+    ``csrc/sase_stats.cpp``): one pass over x forward, saving x and two
+    numbers per map, and two backward (the second from cache). Elsewhere
+    the PyTorch form below keeps one saved map (the normalised x) and a
+    handful of full-size passes, against about twenty autograd temporaries
+    for the same formula.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps):
-        b, c, h, w = x.shape
+        kernels = stats_kernels_for(x)
+        if not weight.dtype == bias.dtype == x.dtype:
+            kernels = None  # mixed dtypes: torch promotes them below
+        ctx.eps, ctx.kernels = eps, kernels
+        if kernels is not None:
+            b, c, h, w = x.shape
+            out, mean, rstd = kernels.ln_square_sum(
+                x.contiguous(), weight.contiguous(), bias.contiguous(), eps)
+            ctx.save_for_backward(x, mean, rstd, weight, bias)
+            return out.view(b, 1, h, w)
         xhat = x - x.mean(dim=HW_DIMS, keepdim=True)
         t = xhat * xhat
         rstd = torch.rsqrt(t.mean(dim=HW_DIMS, keepdim=True) + eps)
         xhat.mul_(rstd)
         y = torch.mul(xhat, weight, out=t).add_(bias)
-        ctx.eps = eps
         ctx.save_for_backward(xhat, rstd, weight, bias, x)
         return bmm_sum_c(y.mul_(y))
 
@@ -190,11 +204,21 @@ class _LayerNormSquareSum(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        xhat, rstd, weight, bias, x = ctx.saved_tensors
+        if ctx.kernels is not None:
+            x, mean, rstd, weight, bias = ctx.saved_tensors
+        else:
+            xhat, rstd, weight, bias, x = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: exact higher derivatives
             return reference_backward(_LayerNormSquareSum.reference,
                                       (x, weight, bias, ctx.eps), (grad, ),
                                       ctx.needs_input_grad)
+        if ctx.kernels is not None:
+            need_x, need_w, need_b = ctx.needs_input_grad[:3]
+            grad_x, grad_w, grad_b = ctx.kernels.ln_square_sum_backward(
+                x.contiguous(), weight.contiguous(), bias.contiguous(),
+                mean, rstd, grad.contiguous(), need_x)
+            return (grad_x, grad_w.view_as(weight) if need_w else None,
+                    grad_b.view_as(bias) if need_b else None, None)
         gy = torch.mul(xhat, weight).add_(bias).mul_(2 * grad)  # dS/dy
         grad_w = grad_b = None
         if ctx.needs_input_grad[2]:
@@ -289,20 +313,52 @@ def _pool_matrix(n_in: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
     return inside.to(like.dtype) / (end - start).to(like.dtype)
 
 
-def adaptive_avg_pool(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """``F.adaptive_avg_pool2d(x, size)`` as two small matrix products.
+@functools.lru_cache(maxsize=64)
+def _cached_pool_matrix(n_in: int, n_out: int, dtype: torch.dtype,
+                        device: torch.device) -> torch.Tensor:
+    """:func:`_pool_matrix`, built once per sizes, dtype and device."""
+    # A normal tensor even when first asked for under inference_mode: an
+    # inference tensor could not be saved for a later backward pass.
+    with torch.inference_mode(False):
+        return _pool_matrix(n_in, n_out, torch.empty((), dtype=dtype,
+                                                     device=device))
 
-    The pooling is separable: P_h @ x @ P_w^T. GEMMs read x once in each
-    direction; the CPU pooling kernels (forward and backward) are many
-    times slower on these shapes. A same-size input is returned as it is,
-    but while exportable (the matrices are then the identity).
+
+def adaptive_avg_pool(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, size)``, in its fastest exact form.
+
+    x: (..., H, W) -> (..., oh, ow). In eager mode: a same-size input is
+    returned as it is; a whole number of input positions per output
+    (H, W multiples of oh, ow) is ``F.avg_pool2d`` with that window (a
+    reshape and mean, or a broadcast backward, measured slower); a whole
+    number of outputs per input (an upsampling by integer factors) is a
+    repetition (an expanded view, reshaped); other sizes are two
+    small matrix products, P_h @ x @ P_w^T, with the pooling matrices
+    cached per sizes, dtype and device (the CPU adaptive pooling kernels,
+    forward and backward, are many times slower on these shapes). While
+    exportable or compiling, the matrix products with matrices built in
+    the graph (a tracing exporter would freeze the shape tests; the
+    identity is then a product too while exportable).
     """
     *lead, h, w = x.shape
     oh, ow = size
-    if not is_exportable() and (h, w) == (oh, ow):
+    if is_exportable() or torch.compiler.is_compiling():
+        if not is_exportable() and (h, w) == (oh, ow):
+            return x
+        pool_w, pool_h = _pool_matrix(w, ow, x), _pool_matrix(h, oh, x)
+    elif (h, w) == (oh, ow):
         return x
-    y = x.reshape(-1, w) @ _pool_matrix(w, ow, x).t()  # (..., h, ow)
-    y = _pool_matrix(h, oh, x) @ y.view(-1, h, ow)  # (..., oh, ow)
+    elif h % oh == 0 and w % ow == 0:
+        y = F.avg_pool2d(x.reshape(-1, h, w), (h // oh, w // ow))
+        return y.view(*lead, oh, ow)
+    elif oh % h == 0 and ow % w == 0:
+        y = x.reshape(-1, h, 1, w, 1).expand(-1, h, oh // h, w, ow // w)
+        return y.reshape(*lead, oh, ow)
+    else:
+        pool_w = _cached_pool_matrix(w, ow, x.dtype, x.device)
+        pool_h = _cached_pool_matrix(h, oh, x.dtype, x.device)
+    y = x.reshape(-1, w) @ pool_w.t()  # (..., h, ow)
+    y = pool_h @ y.view(-1, h, ow)  # (..., oh, ow)
     return y.view(*lead, oh, ow)
 
 

@@ -11,8 +11,9 @@ forward ``value`` and its closed-form ``input_grad``, which returns the
 gradient as terms of ``grad_terms.py``. Their users: the statistics'
 autograd Functions (``stat_functions.py``) and the fused SASE node
 (``sase/fast/fused/``). The compiled kernels (``sase/fast/csrc/
-sase_fused.cpp``) are the only other copy;
-``tests/models/sase/fast/test_fused.py`` pairs each kernel with the
+sase_fused.cpp``, ``csrc/sase_stats.cpp``) are the only other copies;
+``tests/models/sase/fast/test_fused.py`` and
+``tests/models/layers/test_compiled.py`` pair each kernel with the
 definition here that it restates.
 
 The squeezed input of edge E3 is the gated map ``s3 = gate * x`` (gate of

@@ -14,16 +14,29 @@ higher derivatives are exact, and the functional forms below run the
 reference instead of the Function while the layers are exportable
 (``config.py``). ``tests/models/layers/test_stat_functions.py`` checks the
 two against each other.
+
+:func:`moments` is all of them at once: one node that computes the sum,
+the maximum, the central sums and the fourth-power sum of x over some dims
+(those asked for) and writes one input gradient for all of them. On CPU it
+runs the compiled ``moments`` kernels (``compiled.py``,
+``csrc/sase_stats.cpp``: one pass over x forward, one backward), elsewhere
+the formulas of ``stat_formulas.py`` with PyTorch operators, their
+gradient terms assembled into one tensor.
 """
-from typing import Optional, Tuple
+from typing import FrozenSet, NamedTuple, Optional, Tuple
 
 import torch
 
-from .dims import Dims, count
+from .compiled import stats_kernels_for
+from .dims import C_DIMS, HW_DIMS, Dims, count
 from .grad_terms import assemble
 from .reference import apply, reference_backward
 from .stat_formulas import (Amax, CentralSums, GatedPow4SumC, GatedSumC,
                             Pow4Sum, Sum)
+
+#: The statistics :func:`moments` computes, by their ``kind``.
+MOMENT_KINDS: FrozenSet[str] = frozenset(
+    {Sum.kind, Amax.kind, CentralSums.kind, Pow4Sum.kind})
 
 
 class _Sum(torch.autograd.Function):
@@ -193,6 +206,125 @@ class _GatedPow4SumC(torch.autograd.Function):
         return grad_x, grad_gate
 
 
+class Moments(NamedTuple):
+    """The statistics of x over some dims, keepdim; None where not asked
+    for (the sum always is)."""
+    sum: torch.Tensor
+    amax: Optional[torch.Tensor]
+    s2: Optional[torch.Tensor]  # sum of (x - mean)^2
+    s3: Optional[torch.Tensor]  # sum of (x - mean)^3
+    pow4: Optional[torch.Tensor]
+
+
+def _moment_kernels(x: torch.Tensor, dims: Dims):
+    """(kernels, over_c) when the compiled kernels compute the moments of
+    x over ``dims`` (a 4-D CPU float map, over H, W or over C), else
+    (None, None)."""
+    if x.dim() == 4 and dims in (HW_DIMS, C_DIMS):
+        kernels = stats_kernels_for(x)
+        if kernels is not None:
+            return kernels, dims == C_DIMS
+    return None, None
+
+
+def _contiguous(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if t is None else t.contiguous()
+
+
+class _Moments(torch.autograd.Function):
+    """:class:`Sum`, :class:`Amax`, :class:`CentralSums` and
+    :class:`Pow4Sum` of x over ``dims`` as one node (``kinds``: which of
+    them, by ``kind``; the sum always). Its outputs are those of
+    :class:`Moments`; any may be unused (its gradient None)."""
+
+    @staticmethod
+    def forward(ctx, x, dims, kinds):
+        want_max, want_central = Amax.kind in kinds, CentralSums.kind in kinds
+        want_pow4 = Pow4Sum.kind in kinds
+        n = count(x.shape, dims)
+        kernels, over_c = _moment_kernels(x, dims)
+        ties = m = s2 = s3 = p4 = None
+        if kernels is not None:
+            shape = [1 if i in dims else size
+                     for i, size in enumerate(x.shape)]
+            out = [None if t is None else t.view(shape)
+                   for t in kernels.moments(x.contiguous(), over_c,
+                                            want_max or want_central)]
+            s, m, p4, ties, s2, s3 = out
+            m = m if want_max else None
+            p4 = p4 if want_pow4 else None
+            s2, s3 = (s2, s3) if want_central else (None, None)
+        else:
+            s = Sum.value(x, dims)
+            if want_max:
+                m = Amax.value(x, dims)
+            if want_central:
+                s2, s3 = CentralSums.value(x, s / n, dims)
+            if want_pow4:
+                p4 = Pow4Sum.value(x, dims)
+        ctx.dims, ctx.n, ctx.kinds = dims, n, kinds
+        ctx.kernels, ctx.over_c = kernels, over_c
+        ctx.save_for_backward(x, s, m, s2, ties)
+        ctx.set_materialize_grads(False)
+        return s, m, s2, s3, p4
+
+    @staticmethod
+    def reference(x, dims, kinds):
+        s = x.sum(dim=dims, keepdim=True)
+        m = x.amax(dim=dims, keepdim=True) if Amax.kind in kinds else None
+        s2 = s3 = p4 = None
+        if CentralSums.kind in kinds:
+            # The mean from x: its gradient path is included.
+            d = x - x.mean(dim=dims, keepdim=True)
+            s2 = d.square().sum(dim=dims, keepdim=True)
+            s3 = d.pow(3).sum(dim=dims, keepdim=True)
+        if Pow4Sum.kind in kinds:
+            p4 = x.pow(4).sum(dim=dims, keepdim=True)
+        return s, m, s2, s3, p4
+
+    @staticmethod
+    def backward(ctx, gs, gm, g2, g3, g4):
+        x, s, m, s2, ties = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: exact higher derivatives
+            return reference_backward(_Moments.reference,
+                                      (x, ctx.dims, ctx.kinds),
+                                      (gs, gm, g2, g3, g4),
+                                      ctx.needs_input_grad)
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        n, mean = ctx.n, None
+        if g2 is not None or g3 is not None:
+            mean = s / n
+        if ctx.kernels is None:
+            terms = [] if gs is None else Sum.input_grad(gs)
+            if gm is not None:
+                terms += Amax.input_grad(m, ctx.dims, None, gm)
+            if mean is not None:
+                terms += CentralSums.input_grad(mean, s2, n, g2, g3)
+            if g4 is not None:
+                terms += Pow4Sum.input_grad(g4)
+            return assemble(terms, x.shape, x), None, None
+        # The kernel's coefficients (per statistic, as CentralSums.input_grad
+        # and the other terms define them): r the broadcast terms,
+        # share = g_max / ties, a2 = 2 g2, a3 = 3 g3, k4 = 4 g4.
+        r = torch.zeros_like(s) if gs is None else gs.expand_as(s).clone()
+        a2 = a3 = None
+        if mean is not None:
+            a2 = torch.zeros_like(s) if g2 is None else 2 * g2
+            a3 = torch.zeros_like(s) if g3 is None else 3 * g3
+            if g3 is not None:
+                r.sub_(3 * g3 * s2 / n)
+        mx = share = k4 = None
+        if gm is not None:
+            mx, share = m, gm / ties
+        if g4 is not None:
+            k4 = 4 * g4
+        grad = ctx.kernels.moments_backward(
+            x.contiguous(), ctx.over_c, r,
+            *(_contiguous(t) for t in (mx, share, mean, a2, a3, k4)))
+        return grad, None, None
+
+
 # --------------------------------------------------------------------------
 # The functional forms (each a Function, or its reference when exporting).
 # --------------------------------------------------------------------------
@@ -231,3 +363,28 @@ def gated_pow4_sum_c(x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     """sum over C of ``(gate * x)^4``: x (B, C, H, W), gate (B, C, 1, 1) ->
     (B, 1, H, W), without forming the product."""
     return apply(_GatedPow4SumC, x, gate)
+
+
+def moments(x: torch.Tensor, dims: Dims,
+            kinds: FrozenSet[str] = MOMENT_KINDS) -> Moments:
+    """The statistics of x over ``dims``, keepdim, from one node.
+
+    Args:
+        x (Tensor): the map, e.g. (B, C, H, W).
+        dims: the reduced dimensions (:data:`~.dims.HW_DIMS`,
+            :data:`~.dims.C_DIMS` or others).
+        kinds: which of :data:`MOMENT_KINDS` to compute (by the ``kind``
+            of a class of ``stat_formulas.py``; the sum always is).
+
+    Returns:
+        Moments: the sum; the max; the central sums of the squares and
+        cubes (centred on the mean); the sum of x^4 (None where not in
+        ``kinds``).
+    """
+    unknown = set(kinds) - MOMENT_KINDS
+    if unknown:
+        raise ValueError(f'moments cannot compute {sorted(unknown)}; valid '
+                         f'kinds: {sorted(MOMENT_KINDS)}')
+    # A sorted tuple: hashable and constant for a compiler (a frozenset
+    # made here could not be rebuilt at a graph break).
+    return Moments(*apply(_Moments, x, tuple(dims), tuple(sorted(kinds))))

@@ -16,8 +16,12 @@ from ..layers.dims import to_size
 from ..layers.precision import in_float32, state_is_cast
 from ..layers.registration import register_model
 from .dag import SpatialMixer, sase_dag
+from .fast.batched_edges import (BATCHED_SETS, chain_gate, chain_kernels,
+                                  plan_edge)
 from .fast.fused import fusable, fused_sase, fused_sase_op
 from .fast.fused.op import register_block
+from .fast.fused.spatial import fused_spatial_map
+from .fast.map_conv import compiled_applies
 from .genotype import Genotype, GenotypeLike
 from .space import EDGES
 
@@ -59,7 +63,10 @@ class SASE(nn.Module):
             ``torch.compile`` / ``torch.export`` the same computation runs
             as one operator, ``sase_mm::fused_sase`` (``fast/fused/op.py``).
             False always runs the generic graph, and so does a
-            half-precision block (``.half()``).
+            half-precision block (``.half()``). Either way, on CPU, a
+            convolution-chain excitation runs as the compiled
+            ``chain_gate`` kernels (``fast/map_conv.py``), and in the fused
+            node the mixer and E5 as one node (``fast/fused/spatial.py``).
 
     State-dict keys: ``edges.<i>.<param>`` for the chosen operation of edge i,
     ``mixer.0.weight`` and ``mixer.1.*`` for the spatial mixer.
@@ -82,6 +89,15 @@ class SASE(nn.Module):
                            fc_sigmoid=fc_sigmoid)
             for e, op in zip(EDGES, self.genotype))
         self.mixer = SpatialMixer(affine=True)
+        # Edges whose operation is a convolution chain (pure data, as the
+        # search's batched edges plan it): where the compiled kernels
+        # apply, it runs as one node of them (same values).
+        self._chain_plans = {}
+        for i, (e, op) in enumerate(zip(EDGES, self.edges)):
+            if e.op_set.name in BATCHED_SETS:
+                plan = plan_edge(e.op_set.name, [op])
+                if plan.chains:
+                    self._chain_plans[i] = plan
         # Kept at build time: the operator's key reads it at trace time.
         self._op_config = dict(  # JSON: plain ints, lists, strings
             in_channels=int(in_channels), genotype=list(self.genotype),
@@ -125,8 +141,27 @@ class SASE(nn.Module):
         return cls(**kwargs, fused=False)
 
     def edge_fn(self, i: int, inp, stats):
-        """Edge i's operation on its input (and the input's statistics)."""
+        """Edge i's operation on its input (and the input's statistics); a
+        convolution chain through the compiled ``chain_gate`` kernels where
+        they apply (``fast/map_conv.py``)."""
+        plan = self._chain_plans.get(i)
+        if plan is not None and compiled_applies(inp):
+            return chain_gate(plan, [self.edges[i]], inp)
         return self.edges[i](inp, stats)
+
+    def spatial_map(self, e3: torch.Tensor,
+                    e4: torch.Tensor) -> torch.Tensor:
+        """The spatial map ``E5(mixer(e3, e4))`` (B, 1, H, W) from E3's and
+        E4's maps: the mixer (and E5, a convolution chain) as one node of
+        compiled kernels where they apply (``fast/fused/spatial.py``), else
+        the mixer module and edge 5."""
+        plan = self._chain_plans.get(5)
+        kernels = () if plan is None else chain_kernels(plan,
+                                                         [self.edges[5]])
+        s = fused_spatial_map(self.mixer, e3, e4, kernels)
+        if s is None:
+            return self.edge_fn(5, self.mixer(e3, e4), None)
+        return s if plan is not None else self.edge_fn(5, s, None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W), in x's dtype. Under autocast or

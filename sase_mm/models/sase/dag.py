@@ -138,26 +138,33 @@ def scaled_residual(x: torch.Tensor, s2: torch.Tensor,
 
 def sase_maps(x: torch.Tensor, edge: EdgeFn, mixer: SpatialMixer,
               stats: Callable[[torch.Tensor], FeatureStats] = FeatureStats,
-              gated: Optional[Callable] = None):
+              gated: Optional[Callable] = None,
+              spatial: Optional[Callable] = None):
     """The block's two attention maps for x (B, C, H, W).
 
     Returns ``(s2, s5)``: the channel map (B, C, 1, 1) and the spatial map
     (B, 1, H, W). E3 receives ``x=None`` and the statistics of the gated
     map ``s3 = E2(s1) * x``, which is built only if E3's operation needs
     it. ``stats(x)`` and ``gated(x, gate)`` make the statistics objects
-    (default :class:`FeatureStats`; the fused block passes its own).
+    (default :class:`FeatureStats`; the fused block passes its own);
+    ``spatial(e3, e4)``, when given, computes ``s5 = E5(mixer(e3, e4))``
+    from E3's and E4's maps (the fused block's one node for both).
     """
     gated = FeatureStats.gated if gated is None else gated
     stats_x = stats(x)  # shared by E0 (over H, W) and E4 (over C)
     s1 = edge(0, x, stats_x)
     s2 = edge(1, s1, None)
     stats_s3 = gated(x, edge(2, s1, None))
-    s4 = mixer(edge(3, None, stats_s3), edge(4, x, stats_x))
-    s5 = edge(5, s4, None)
+    e3, e4 = edge(3, None, stats_s3), edge(4, x, stats_x)
+    if spatial is not None:
+        return s2, spatial(e3, e4)
+    s5 = edge(5, mixer(e3, e4), None)
     return s2, s5
 
 
-def sase_dag(x: torch.Tensor, edge: EdgeFn,
-             mixer: SpatialMixer) -> torch.Tensor:
-    """Evaluates the block on x (B, C, H, W) -> (B, C, H, W)."""
-    return scaled_residual(x, *sase_maps(x, edge, mixer))
+def sase_dag(x: torch.Tensor, edge: EdgeFn, mixer: SpatialMixer,
+             stats: Callable[[torch.Tensor], FeatureStats] = FeatureStats,
+             gated: Optional[Callable] = None) -> torch.Tensor:
+    """Evaluates the block on x (B, C, H, W) -> (B, C, H, W); ``stats``
+    and ``gated`` as in :func:`sase_maps`."""
+    return scaled_residual(x, *sase_maps(x, edge, mixer, stats, gated))

@@ -8,14 +8,20 @@ ICLR 2019). Every edge of the block's DAG is a mixed operation,
 (``alphas.py``: its own until a network binds its shared one) and takes its
 mixing weights from ``mixing.current_mix``: those the search model binds for
 the pass, else the softmax of the alpha.
+
+The squeeze edges read their statistics from :class:`MomentStats`, told
+what the block's squeeze operations read (``MixedOp.reads``): all the
+statistics of a map over some dims come from one node.
 """
-from typing import Optional
+import functools
+from typing import FrozenSet, Optional
 
 import torch
 import torch.nn as nn
 
-from ..layers.feature_stats import FeatureStats
+from ..layers.feature_stats import FeatureStats, MomentStats
 from ..layers.precision import HALF_DTYPES, in_float32
+from ..layers.reads import Read
 from ..layers.registration import register_model
 from .alphas import AlphaHolder, init_alphas
 from .block import SASE
@@ -43,6 +49,13 @@ class MixedOp(nn.Module):
             (name, op_set.build(name, channels, spatial_size, **options))
             for name in op_set.names)
         self._batched = batched_mixture(op_set.name, list(self.ops.values()))
+
+    def reads(self) -> FrozenSet[Read]:
+        """What the edge's operations read from a :class:`FeatureStats`
+        (the union of their ``reads()``; empty for the excitations, which
+        read none)."""
+        return frozenset().union(*(op.reads() for op in self.ops.values()
+                                   if callable(getattr(op, 'reads', None))))
 
     def forward(self, x: torch.Tensor, mix: torch.Tensor,
                 stats: Optional[FeatureStats] = None) -> torch.Tensor:
@@ -83,6 +96,11 @@ class SASESearch(AlphaHolder, nn.Module):
                     fc_sigmoid=fc_sigmoid) for e in EDGES)
         self.mixer = SpatialMixer(affine=False)
         self.alphas = init_alphas()
+        # What the squeeze edges read: each map's statistics over some dims
+        # come from one node (MomentStats).
+        reads = frozenset().union(*(e.reads() for e in self.edges))
+        self._stats = functools.partial(MomentStats, reads=reads)
+        self._gated = functools.partial(MomentStats.gated, reads=reads)
 
     def mix(self) -> torch.Tensor:
         """The mixing weights softmax(alpha) over each edge's operations,
@@ -102,7 +120,7 @@ class SASESearch(AlphaHolder, nn.Module):
             m = mix.float() if mix.dtype in HALF_DTYPES else mix
             return sase_dag(
                 t, lambda i, inp, st: self.edges[i](inp, m[i], st),
-                self.mixer)
+                self.mixer, self._stats, self._gated)
 
         return in_float32(block, x, self)
 

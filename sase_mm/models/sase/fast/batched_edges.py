@@ -36,12 +36,23 @@ chains that have one a block-diagonal product, and so on by depth. A chain
 with no ReLU between convolutions whose kernels compose exactly (a
 separable 1 x k then k x 1 pair) is one convolution with the product of
 its kernels. This holds on maps of at most :data:`MAX_DENSE_CHANNELS`
-channels or :data:`MAX_DENSE_POSITIONS` positions; above, the operations
-run one by one.
+channels or :data:`MAX_DENSE_POSITIONS` positions (the matrices grow as the
+square of the map).
 
-The sigmoids of an edge run as one, and the mixture is one product of
-``mix`` with the stacked gates (:func:`weighted_sum` for the sets run
-operation by operation).
+On larger maps the same layers run as convolutions of 1-channel maps
+(:func:`map_conv`, ``map_conv.py``), planned alike: the first layers of
+all chains as one convolution of the input with all their kernels
+(1 -> k maps), each later layer as one depthwise convolution of the maps
+of the chains that go on. On CPU these are compiled kernels, which also
+beat the matrices above :data:`MAX_DENSE_WITH_KERNELS` entries; on a GPU
+one ``conv2d`` each, the kernels zero-padded to the largest; on CPU
+without the compiled kernels (where ``conv2d`` on 1-channel maps costs
+more) the operations run one by one.
+
+The sigmoids of an edge run as one, and the mixture is one batched
+product of ``mix`` with the stacked gates (:func:`weighted_sum` for the
+sets run operation by operation). A fixed block's convolution chain is a
+one-chain plan (:func:`chain_gate`).
 """
 import functools
 from typing import (Callable, Dict, Iterable, List, Mapping, NamedTuple,
@@ -54,7 +65,9 @@ import torch.nn.functional as F
 from ...layers.dims import resize_to
 from ...layers.excitation import (ChannelAffine, Conv1dChain, FCExcitation,
                                   SpatialAffine, SpatialConv)
+from ...layers.reference import apply
 from ..space import OP_SETS
+from .map_conv import compiled_applies, conv_chain_gate, map_conv
 
 Size = Tuple[int, int]
 
@@ -156,11 +169,15 @@ def weighted_sum(outputs: List[torch.Tensor],
 # --------------------------------------------------------------------------
 # Above this many channels the (C, k C) matrices cost more than the grouped
 # convolutions (and grow as C^2: 21M entries at C = 2048), so the
-# operations run one by one.
+# operations run one by one (or as ``map_conv``s, where that is batched).
 MAX_DENSE_CHANNELS = 256
 # Above this many positions the (H W, k H W) matrices cost more than the
 # grouped convolutions (at 32 x 32 six would hold 6.3M entries).
 MAX_DENSE_POSITIONS = 256
+# Where the compiled ``map_conv`` runs, it costs less than the matrices
+# above this many map entries (batch 64, 2 CPU threads: 12 x 12 positions
+# and 128 channels run faster as convolutions, 10 x 10 and 64 as matrices).
+MAX_DENSE_WITH_KERNELS = 100
 
 
 class _Chain(NamedTuple):
@@ -358,6 +375,14 @@ def plan_edge(set_name: str, ops: Sequence[nn.Module],
 # --------------------------------------------------------------------------
 # Evaluation.
 # --------------------------------------------------------------------------
+def large_maps_batched(x: torch.Tensor) -> bool:
+    """Whether an edge on maps above the dense cut-off runs batched, with
+    :func:`map_conv`: where it runs the compiled kernels (CPU) or where
+    ``conv2d`` is the GPU's (not on CPU: there the padded and grouped
+    convolutions cost more than the operations one by one)."""
+    return x.device.type != 'cpu' or compiled_applies(x)
+
+
 def _layer_kernel(op: nn.Module, chain: _Chain, layer: int) -> torch.Tensor:
     if not chain.fold:
         return op.convs[layer].weight
@@ -371,10 +396,11 @@ def _layer_kernel(op: nn.Module, chain: _Chain, layer: int) -> torch.Tensor:
 
 
 def _chain_layers(plan: EdgePlan, ops: Sequence[nn.Module], xf: torch.Tensor,
-                  size: Size) -> List[torch.Tensor]:
+                  size: Size, dense: bool) -> List[torch.Tensor]:
     """Layer l's pre-activations of ``plan.chains[plan.bounds[l]:]``, each
-    (B, len n), one product per layer."""
-    n = size[0] * size[1]
+    (B, len n), one product per layer (``dense``: with the convolutions'
+    matrices) or one :func:`map_conv` per layer (else)."""
+    b, n = xf.shape[0], size[0] * size[1]
     outputs: List[torch.Tensor] = []
     for layer, lo in enumerate(plan.bounds):
         inp = xf
@@ -387,8 +413,11 @@ def _chain_layers(plan: EdgePlan, ops: Sequence[nn.Module], xf: torch.Tensor,
             _layer_kernel(ops[ch.column], ch, layer)
             for ch in plan.chains[lo:]
         ]
-        outputs.append(
-            inp @ conv_matrix(kernels, size, block_diagonal=layer > 0))
+        if dense:
+            y = inp @ conv_matrix(kernels, size, block_diagonal=layer > 0)
+        else:  # (B, 1 or len, H, W) maps, as (B, len n) rows
+            y = map_conv(inp.view(b, -1, *size), kernels).view(b, -1)
+        outputs.append(y)
     return outputs
 
 
@@ -418,6 +447,38 @@ _PRE_ACTIVATIONS: Dict[str, Callable] = {
 }
 
 
+class _GateMix(torch.autograd.Function):
+    """``sum_o mix[o] gates[:, o]``: gates (B, k, n), mix (k, ) -> (B, n).
+
+    ``torch.matmul(mix, gates)`` transposes the gates into a copy, forward
+    and backward, and a batched product's backward makes the gates'
+    gradient as k-by-1 products; here that gradient is one broadcast
+    product, and the mix's one batched product. The backward is made of
+    differentiable operations: its own derivatives are exact.
+    """
+
+    @staticmethod
+    def forward(ctx, gates, mix):
+        ctx.save_for_backward(gates, mix)
+        return _GateMix.reference(gates, mix)
+
+    @staticmethod
+    def reference(gates, mix):
+        b, k, n = gates.shape
+        return torch.bmm(mix.view(1, 1, k).expand(b, 1, k), gates).view(b, n)
+
+    @staticmethod
+    def backward(ctx, grad):
+        gates, mix = ctx.saved_tensors
+        b, k, n = gates.shape
+        g_gates = g_mix = None
+        if ctx.needs_input_grad[0]:
+            g_gates = grad.view(b, 1, n) * mix.view(1, k, 1)
+        if ctx.needs_input_grad[1]:
+            g_mix = torch.bmm(gates, grad.reshape(b, n, 1)).sum(0).view(k)
+        return g_gates, g_mix
+
+
 @functools.lru_cache(maxsize=64)
 def _column_index(columns: Tuple[int, ...],
                   device: torch.device) -> torch.Tensor:
@@ -442,11 +503,14 @@ def edge_mixture(plan: EdgePlan, ops: Sequence[nn.Module], x: torch.Tensor,
     form = BATCHED_SETS[plan.set_name]
     size = form.map_size(x.shape)
     n = size[0] * size[1]
-    if n > form.max_dense:
+    compiled = compiled_applies(x)
+    dense = n <= (min(form.max_dense, MAX_DENSE_WITH_KERNELS)
+                  if compiled else form.max_dense)
+    if not dense and not (compiled or large_maps_batched(x)):
         return weighted_sum([op(x) for op in ops], mix)
     b = x.shape[0]
     xf = x.reshape(b, n)
-    layers = _chain_layers(plan, ops, xf, size)
+    layers = _chain_layers(plan, ops, xf, size, dense)
 
     def pre_activation(piece):
         if piece.kind != 'chains':
@@ -463,14 +527,40 @@ def edge_mixture(plan: EdgePlan, ops: Sequence[nn.Module], x: torch.Tensor,
         gate_mix = mix.index_select(
             0, _column_index(plan.gate_columns,
                              mix.device)) if plan.gather else mix
-        mixed = torch.matmul(gate_mix,
-                             gates.view(b, len(plan.gate_columns), n))
+        mixed = apply(_GateMix, gates.view(b, len(plan.gate_columns), n),
+                      gate_mix)
     for piece in plan.plain:
         column = piece.columns[0]
         y = pre_activation(piece)
         mixed = mix[column] * y if mixed is None else torch.addcmul(
             mixed, mix[column], y)
     return mixed.view_as(x)
+
+
+def chain_kernels(plan: EdgePlan,
+                  ops: Sequence[nn.Module]) -> List[torch.Tensor]:
+    """The kernels of a one-chain plan's layers (a fixed block's edge),
+    for :func:`conv_chain_gate`: ``ops[0]``'s convolutions, folded where
+    the plan folds them."""
+    (chain, ) = plan.chains
+    return [_layer_kernel(ops[0], chain, layer)
+            for layer in range(chain.depth)]
+
+
+def chain_gate(plan: EdgePlan, ops: Sequence[nn.Module],
+               x: torch.Tensor) -> torch.Tensor:
+    """``ops[0](x)`` for the plan of one convolution chain (a fixed block's
+    edge), by :func:`conv_chain_gate`.
+
+    Args:
+        plan: :func:`plan_edge` of ``ops``, one ``SpatialConv`` or
+            ``Conv1dChain``.
+        ops: that one operation.
+        x: as for :func:`edge_mixture`.
+    """
+    size = BATCHED_SETS[plan.set_name].map_size(x.shape)
+    return conv_chain_gate(x.view(x.shape[0], 1, *size),
+                           chain_kernels(plan, ops)).view_as(x)
 
 
 def batched_mixture(set_name: str,

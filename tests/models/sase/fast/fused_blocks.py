@@ -34,5 +34,5 @@ def built_kernels():
         pytest.skip('SASE_MM_NO_EXT is set: compiled kernels switched off')
     kernels = kernels_mod.fused_kernels()
     assert kernels is not None, \
-        f'kernels did not build: {kernels_mod._state["error"]}'
+        f'kernels did not build: {kernels_mod.FUSED.error}'
     return kernels

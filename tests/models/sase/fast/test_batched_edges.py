@@ -3,11 +3,14 @@
 SASE (arXiv 2411.08333), DARTS (Liu et al., ICLR 2019): a search edge mixes
 ``sum_o mix_o op_o(x)`` (docs/spec.md section 3). ``fast/batched_edges.py``
 evaluates the two excitation sets (docs/spec.md sections 2.3, 2.4) as a few
-stacked products, planned from the operations themselves. Here, for the
-declared order and for permuted and extended sets, on maps below and above
-the dense cut-offs, in float64: outputs, gradients (input, mix, every
-parameter) and second derivatives equal the one-by-one loop; and a set
-holding an operation without a batched form is refused.
+stacked products, planned from the operations themselves; on larger maps
+as convolutions of 1-channel maps planned alike (``map_conv``: compiled
+kernels on CPU, padded ``conv2d`` elsewhere). Here, for the declared order
+and for permuted and extended sets, on maps below, between and above the
+dense cut-offs (odd sizes), for each large-map form, in float64: outputs,
+gradients (input, mix, every parameter) and second derivatives equal the
+one-by-one loop; and a set holding an operation without a batched form is
+refused.
 """
 import pickle
 from collections import OrderedDict
@@ -15,7 +18,9 @@ from collections import OrderedDict
 import pytest
 import torch
 import torch.nn as nn
+from fused_blocks import built_kernels
 
+import sase_mm.models.sase.fast.map_conv as map_conv_mod
 from sase_mm.models.layers.excitation import Conv1dChain, SpatialConv
 from sase_mm.models.layers.squeeze import MeanPool
 from sase_mm.models.sase.fast import batched_edges as be
@@ -100,7 +105,27 @@ def _count_forwards(ops):
     return calls
 
 
-def _check_matches(op_set, ops, x, dense):
+@pytest.fixture(params=['kernels', 'conv2d', 'one_by_one'])
+def large(request, monkeypatch):
+    """How maps above the dense cut-offs run: the compiled ``map_conv``
+    kernels (CPU), padded ``conv2d`` (as on a GPU), or one operation at a
+    time (CPU without the kernels)."""
+    if request.param == 'kernels':
+        built_kernels()
+    else:
+        monkeypatch.setattr(map_conv_mod, 'fused_kernels', lambda: None)
+        if request.param == 'conv2d':
+            monkeypatch.setattr(be, 'large_maps_batched', lambda x: True)
+    return request.param
+
+
+def _dense_limit(form, op_set):
+    limit = be.BATCHED_SETS[op_set.name].max_dense
+    return (min(limit, be.MAX_DENSE_WITH_KERNELS) if form == 'kernels'
+            else limit)
+
+
+def _check_matches(op_set, ops, x, n, form, monkeypatch):
     mix = torch.randn(len(ops), dtype=torch.float64,
                       device=x.device).softmax(0)
     mix.requires_grad_(True)
@@ -108,9 +133,19 @@ def _check_matches(op_set, ops, x, dense):
     evaluate = be.batched_mixture(op_set.name, ops)
     assert evaluate is not None
     calls = _count_forwards(ops)
+    products = []
+    conv_matrix = be.conv_matrix
+    monkeypatch.setattr(be, 'conv_matrix',
+                        lambda *a, **k: products.append(1) or conv_matrix(
+                            *a, **k))
     y = evaluate(ops, x, mix)
-    # Below the cut-off no operation runs alone; above, each one does.
-    assert len(calls) == (0 if dense else len(ops))
+    dense = n <= _dense_limit(form, op_set)
+    # Up to the cut-off the convolutions are matrix products; above it
+    # map_conv's, or, without a batched large-map form, every operation
+    # runs alone.
+    assert bool(products) == dense
+    assert len(calls) == (len(ops) if not dense and form == 'one_by_one'
+                          else 0)
     y_ref = _naive(ops, x, mix)
     assert y.shape == x.shape
     torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-12)
@@ -125,36 +160,53 @@ def _check_matches(op_set, ops, x, dense):
 
 
 @pytest.mark.parametrize('fc_sigmoid', [False, True], ids=['fc', 'fc_sig'])
-@pytest.mark.parametrize('channels', [16, be.MAX_DENSE_CHANNELS + 44])
+@pytest.mark.parametrize('channels', [16, 129, be.MAX_DENSE_CHANNELS + 44])
 @pytest.mark.parametrize('order', list(CHANNEL_SETS))
 def test_channel_excitation_matches_one_by_one(order, channels, fc_sigmoid,
-                                               device):
+                                               large, monkeypatch):
     op_set = CHANNEL_SETS[order]
-    ops = [op.to(device) for op in _build(op_set, channels, None,
-                                          fc_sigmoid=fc_sigmoid)]
-    x = torch.randn(B, channels, 1, 1, dtype=torch.float64, device=device)
-    _check_matches(op_set, ops, x, dense=channels <= be.MAX_DENSE_CHANNELS)
+    ops = _build(op_set, channels, None, fc_sigmoid=fc_sigmoid)
+    x = torch.randn(B, channels, 1, 1, dtype=torch.float64)
+    _check_matches(op_set, ops, x, channels, large, monkeypatch)
 
 
 @pytest.mark.parametrize('hw,built', [((5, 6), (5, 6)), ((7, 5), (4, 4)),
-                                      ((1, 1), (4, 4)), ((16, 16), (8, 8)),
-                                      ((17, 16), (8, 8))], ids=str)
+                                      ((1, 1), (4, 4)), ((9, 13), (8, 8)),
+                                      ((16, 16), (8, 8)), ((17, 16), (8, 8)),
+                                      ((11, 25), (11, 25))], ids=str)
 @pytest.mark.parametrize('order', list(SPATIAL_SETS))
-def test_spatial_excitation_matches_one_by_one(order, hw, built, device):
+def test_spatial_excitation_matches_one_by_one(order, hw, built, large,
+                                               monkeypatch):
     # ``built`` != hw: the affine's per-position parameters are resized.
     op_set = SPATIAL_SETS[order]
-    ops = [op.to(device) for op in _build(op_set, 8, built)]
-    x = torch.randn(B, 1, *hw, dtype=torch.float64, device=device)
-    _check_matches(op_set, ops, x,
-                   dense=hw[0] * hw[1] <= be.MAX_DENSE_POSITIONS)
+    ops = _build(op_set, 8, built)
+    x = torch.randn(B, 1, *hw, dtype=torch.float64)
+    _check_matches(op_set, ops, x, hw[0] * hw[1], large, monkeypatch)
+
+
+@pytest.mark.parametrize('shape', [(B, 12, 1, 1), (B, 1, 5, 4),
+                                   (B, 1, 17, 19)], ids=str)
+def test_batched_edges_on_the_device(shape, device):
+    # The dense products (and, on a GPU, the padded conv2d form above the
+    # cut-offs) where the tests run.
+    op_set = CHANNEL_EXCITATION if shape[1] > 1 else SPATIAL_EXCITATION
+    ops = [op.to(device) for op in _build(op_set, shape[1], shape[-2:])]
+    x = torch.randn(shape, dtype=torch.float64, device=device)
+    mix = torch.randn(len(ops), dtype=torch.float64, device=device)
+    torch.testing.assert_close(
+        be.batched_mixture(op_set.name, ops)(ops, x, mix.softmax(0)),
+        _naive(ops, x, mix.softmax(0)), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize('op_set,shape', [
     *[(s, (B, 12, 1, 1)) for s in CHANNEL_SETS.values()],
     *[(s, (B, 1, 5, 4)) for s in SPATIAL_SETS.values()],
+    (CHANNEL_SETS['extended'], (2, 131, 1, 1)),
+    (SPATIAL_SETS['extended'], (2, 1, 11, 13)),
 ], ids=[f'channel-{k}' for k in CHANNEL_SETS] +
-                         [f'spatial-{k}' for k in SPATIAL_SETS])
-def test_second_derivatives_match(op_set, shape):
+                         [f'spatial-{k}' for k in SPATIAL_SETS] +
+                         ['channel-extended-large', 'spatial-extended-large'])
+def test_second_derivatives_match(op_set, shape, large):
     # DARTS's second-order alpha step differentiates a gradient.
     ops = _build(op_set, shape[1], shape[-2:])
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)

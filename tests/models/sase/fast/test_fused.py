@@ -17,6 +17,7 @@ from collections import OrderedDict
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from fused_blocks import PAPER, perturbed_sase
 from fused_blocks import built_kernels as _kernels
 
@@ -379,10 +380,11 @@ def test_which_terms_the_combine_kernel_takes(case, slot):
 
 # ------------------------------- each compiled kernel and what it restates
 def _pair_row_stats(k, x):
-    b, c = x.shape[:2]
+    b, c, h, w = x.shape
     m = Amax.value(x, HW_DIMS)
     want = (Sum.value(x, HW_DIMS), m, Amax.ties(x, m, HW_DIMS))
-    return k.row_stats(x), tuple(t.reshape(b, c) for t in want)
+    return k.row_stats(x), (*(t.reshape(b, c) for t in want),
+                            Sum.value(x, C_DIMS).reshape(b, h * w))
 
 
 def _pair_gated_pow4_sum(k, x):
@@ -403,42 +405,196 @@ def _pair_grad_dots(k, x):
     b, c, h, w = x.shape
     g = torch.randn_like(x)
     _, gs2, gs5 = residual_map_grads(g, x, (b, c, 1, 1), (b, 1, h, w))
-    row, col = k.grad_dots(g, x)
-    return (row * 0.5, col * 0.5), (gs2.view(b, c), gs5.view(b, h * w))
+    return k.grad_dots(g, x), (gs2.view(b, c), gs5.view(b, h * w))
+
+
+def _maps(x):
+    """Random maps s2 (B, C, 1, 1) and s5 (B, 1, H, W) for x."""
+    b, c, h, w = x.shape
+    return (torch.randn(b, c, 1, 1, dtype=x.dtype),
+            torch.randn(b, 1, h, w, dtype=x.dtype))
 
 
 def _pair_scale(k, x):
-    b, c, h, w = x.shape
-    a, bn = residual_factors(torch.randn(b, c, 1, 1, dtype=x.dtype),
-                             torch.randn(b, 1, h, w, dtype=x.dtype))
-    return k.scale(x, *_rows(a, bn)), residual(x, a, bn)
+    s2, s5 = _maps(x)
+    return k.scale(x, *_rows(s2, s5)), residual(x,
+                                                *residual_factors(s2, s5))
 
 
 def _pair_combine(k, x):
     """The output path plus every kind of term that has a slot, as
     ``dispatch`` maps them, against ``input_grad``'s assembly."""
-    b, c, h, w = x.shape
     g = torch.randn_like(x)
-    a, bn = residual_factors(torch.randn(b, c, 1, 1, dtype=x.dtype),
-                             torch.randn(b, 1, h, w, dtype=x.dtype))
+    s2, s5 = _maps(x)
+    a, bn = residual_factors(s2, s5)
     cases = _term_cases(x)
     terms = [t for name in ('sum_hw', 'sum_c', 'gated_sum', 'amax_hw_ties',
                             'gated_pow4') for t in cases[name]]
     assert set(_combine_slots(terms, x)) == set(COMBINE_SLOTS)
-    got = (_kernel_input_grad(k, g, x, a, bn, terms),
-           _kernel_input_grad(k, g, x, a, bn, []))
+    got = (_kernel_input_grad(k, g, x, s2, s5, terms),
+           _kernel_input_grad(k, g, x, s2, s5, []))
     want = (_input_grad(x, residual(g, a, bn), terms), residual(g, a, bn))
     return got, want
 
 
+# The excitations' kernels: x (3, 5, 4, 7) read as 3 batches of 5 maps
+# (depthwise: 5 kernels, one per map) or of the first map (shared: every
+# kernel reads it); kernels of odd sizes, one wider than the map.
+_SIZES = ((3, 3), (1, 5), (5, 1), (9, 3), (1, 1))
+
+
+def _conv_kernels(dtype, sizes=_SIZES):
+    torch.manual_seed(1)
+    return [torch.randn(1, 1, *s, dtype=dtype) for s in sizes]
+
+
+def _conv_ref(x, kernels):
+    """``map_conv`` as plain ``conv2d`` calls, one per kernel."""
+    shared = x.shape[1] == 1
+    return torch.cat([
+        F.conv2d(x[:, :1] if shared else x[:, j:j + 1], kernel,
+                 padding=(kernel.shape[-2] // 2, kernel.shape[-1] // 2))
+        for j, kernel in enumerate(kernels)], 1)
+
+
+def _flat(kernels):
+    return torch.cat([t.reshape(-1) for t in kernels])
+
+
+def _pair_map_conv(k, x):
+    ks = _conv_kernels(x.dtype)
+    sizes = [n for s in _SIZES for n in s]
+    return ((k.map_conv(x, _flat(ks), sizes),
+             k.map_conv(x[:, :1].contiguous(), _flat(ks), sizes)),
+            (_conv_ref(x, ks), _conv_ref(x[:, :1], ks)))
+
+
+def _conv_grads(x, g, wrt_x):
+    """The kernels' adjoints by autograd through ``_conv_ref``."""
+    ks = [t.requires_grad_() for t in _conv_kernels(x.dtype)]
+    x = x.clone().requires_grad_()
+    got = torch.autograd.grad(_conv_ref(x, ks), [x] + ks, g)
+    return got[0] if wrt_x else _flat(got[1:])
+
+
+def _pair_map_conv_input_grad(k, x):
+    ks, g = _conv_kernels(x.dtype), torch.randn_like(x)
+    sizes = [n for s in _SIZES for n in s]
+    return ((k.map_conv_input_grad(g, _flat(ks), sizes, 5),
+             k.map_conv_input_grad(g, _flat(ks), sizes, 1)),
+            (_conv_grads(x, g, True), _conv_grads(x[:, :1], g, True)))
+
+
+def _pair_map_conv_weight_grad(k, x):
+    g = torch.randn_like(x)
+    sizes = [n for s in _SIZES for n in s]
+    x1 = x[:, :1].contiguous()
+    return ((k.map_conv_weight_grad(x, g, sizes),
+             k.map_conv_weight_grad(x1, g, sizes)),
+            (_conv_grads(x, g, False), _conv_grads(x1, g, False)))
+
+
+_CHAIN = ((3, 3), (5, 3), (1, 7))  # three layers, ReLU between
+
+
+def _chain_ref(x1, kernels):
+    """(gate, outputs of the layers but the last) of a conv chain."""
+    y, pre = x1, []
+    for i, kernel in enumerate(kernels):
+        if i:
+            pre.append(y)
+        y = _conv_ref(torch.relu(y) if i else y, [kernel])
+    return torch.sigmoid(y), torch.cat(pre, 1)
+
+
+def _pair_chain_gate(k, x):
+    ks = _conv_kernels(x.dtype, _CHAIN)
+    x1 = x[:, :1].contiguous()
+    return (k.chain_gate(x1, _flat(ks), [n for s in _CHAIN for n in s]),
+            _chain_ref(x1, ks))
+
+
+def _pair_chain_gate_backward(k, x):
+    ks = [t.requires_grad_() for t in _conv_kernels(x.dtype, _CHAIN)]
+    x1 = x[:, :1].clone().requires_grad_()
+    g = torch.randn_like(x1)
+    sizes = [n for s in _CHAIN for n in s]
+    gate, pre = k.chain_gate(x1.detach(), _flat(ks).detach(), sizes)
+    got = k.chain_gate_backward(g, x1.detach(), pre, gate,
+                                _flat(ks).detach(), sizes, True)
+    want = torch.autograd.grad(_chain_ref(x1, ks)[0], [x1] + ks, g)
+    return tuple(got), (want[0], _flat(want[1:]))
+
+
+def _mixer_inputs(x, affine=True):
+    torch.manual_seed(2)
+    a, b = x[:, :1].contiguous(), x[:, 1:2].contiguous()
+    w = torch.randn(2, dtype=x.dtype)
+    gamma, beta = ((torch.rand(1, dtype=x.dtype) + 0.5,
+                    torch.randn(1, dtype=x.dtype)) if affine else
+                   (None, None))
+    return a, b, w, gamma, beta
+
+
+def _mixer_ref(a, b, w, gamma, beta, rm, rv, training):
+    """relu(bn(w0 a + w1 b)): SpatialMixer's formula, by F.batch_norm."""
+    mix = w[0] * a + w[1] * b
+    return torch.relu(F.batch_norm(mix, rm, rv, gamma, beta, training, 0.1,
+                                   1e-5))
+
+
+def _pair_mixer_forward(k, x):
+    """Training (batch statistics; the running ones updated, momentum 0.1)
+    and evaluation (running statistics), with and without BN affine."""
+    got, want = [], []
+    for affine, training in ((True, True), (False, True), (True, False)):
+        a, b, w, gamma, beta = _mixer_inputs(x, affine)
+        rm = torch.randn(1, dtype=x.dtype)
+        rv = torch.rand(1, dtype=x.dtype) + 0.5
+        rm2, rv2 = rm.clone(), rv.clone()
+        out, xhat, invstd = k.mixer_forward(a, b, w, gamma, beta, rm, rv,
+                                            training, 0.1, 1e-5)
+        got += [out, rm, rv]
+        want += [_mixer_ref(a, b, w, gamma, beta, rm2, rv2, training), rm2,
+                 rv2]
+    return tuple(got), tuple(want)
+
+
+def _pair_mixer_backward(k, x):
+    got, want = [], []
+    for affine, training in ((True, True), (False, True), (True, False)):
+        a, b, w, gamma, beta = _mixer_inputs(x, affine)
+        rm = torch.randn(1, dtype=x.dtype)
+        rv = torch.rand(1, dtype=x.dtype) + 0.5
+        g = torch.randn_like(a)
+        out, xhat, invstd = k.mixer_forward(a, b, w, gamma, beta, rm.clone(),
+                                            rv.clone(), training, 0.1, 1e-5)
+        ga, gb, gw, gg, gbt = k.mixer_backward(g, a, b, w, gamma, xhat, out,
+                                               invstd, training)
+        leaves = [t.clone().requires_grad_() for t in (a, b, w)]
+        params = ([t.clone().requires_grad_() for t in (gamma, beta)]
+                  if affine else [])
+        ref = _mixer_ref(*leaves, *(params or (None, None)), rm, rv,
+                         training)
+        got += [ga, gb, gw] + ([gg, gbt] if affine else [])
+        want += list(torch.autograd.grad(ref, leaves + params, g))
+    return tuple(got), tuple(want)
+
+
 #: kernel -> a function (kernels, x) -> (kernel's outputs, the outputs of the
 #: Python definition it restates):
-#:   row_stats       Sum.value, Amax.value, Amax.ties over H, W
+#:   row_stats       Sum.value, Amax.value, Amax.ties over H, W; Sum over C
 #:   gated_pow4_sum  GatedPow4SumC.value
 #:   pow4_rowdot     GatedPow4SumC.weight_grad
 #:   grad_dots       dag.residual_map_grads
-#:   scale           dag.residual
+#:   scale           dag.residual of dag.residual_factors
 #:   combine         dag.residual + input_grad._input_grad of the terms
+#:   map_conv, map_conv_input_grad, map_conv_weight_grad
+#:                   conv2d per kernel, and its gradients
+#:   chain_gate, chain_gate_backward
+#:                   conv2d, ReLU, ..., sigmoid, and its gradients
+#:   mixer_forward, mixer_backward
+#:                   relu(F.batch_norm(w0 a + w1 b)), and its gradients
 KERNEL_PAIRS = {
     'row_stats': _pair_row_stats,
     'gated_pow4_sum': _pair_gated_pow4_sum,
@@ -446,6 +602,13 @@ KERNEL_PAIRS = {
     'grad_dots': _pair_grad_dots,
     'scale': _pair_scale,
     'combine': _pair_combine,
+    'map_conv': _pair_map_conv,
+    'map_conv_input_grad': _pair_map_conv_input_grad,
+    'map_conv_weight_grad': _pair_map_conv_weight_grad,
+    'chain_gate': _pair_chain_gate,
+    'chain_gate_backward': _pair_chain_gate_backward,
+    'mixer_forward': _pair_mixer_forward,
+    'mixer_backward': _pair_mixer_backward,
 }
 
 

@@ -38,7 +38,9 @@ also pairs each compiled kernel with the Python definition it restates).
 The node is split by concern: ``tape.py`` captures the statistics (and
 derives which genotypes it can describe), ``input_grad.py`` assembles dL/dx
 from the statistics' gradient terms with PyTorch operators, ``dispatch.py``
-chooses and calls the compiled kernels (``../kernels.py``), ``node.py``
+chooses and calls the compiled kernels (``../kernels.py``), ``spatial.py``
+runs the small graph's mixer and spatial excitation as one node of them
+(where its (B, 1, H, W) maps would cost a dozen autograd nodes), ``node.py``
 is the autograd Function (retained graphs, BN buffers, double backward), and
 ``op.py`` is the same block as a ``torch.library`` operator pair,
 ``sase_mm::fused_sase`` and ``sase_mm::fused_sase_backward`` (fake

@@ -8,12 +8,16 @@ dtypes, no compiler, ``SASE_MM_NO_EXT=1``) the PyTorch closed forms of
 
 Each kernel restates a Python definition, and
 ``tests/models/sase/fast/test_fused.py`` pairs them (``KERNEL_PAIRS``):
-``row_stats`` the :class:`Sum`, :class:`Amax` and ties over H, W;
+``row_stats`` the :class:`Sum`, :class:`Amax` and ties over H, W, and the
+:class:`Sum` over C;
 ``gated_pow4_sum`` and ``pow4_rowdot`` :class:`GatedPow4SumC`'s value and
 weight gradient (``layers/stat_formulas.py``); ``grad_dots``, ``scale`` and the
 output path of ``combine`` :func:`residual_map_grads` and :func:`residual`
-(``sase/dag.py``); the rest of ``combine`` the gradient terms, as
-``input_grad.py`` adds them.
+of :func:`residual_factors` (``sase/dag.py``; the kernels take the maps s2,
+s5 and form the factors as it does); the rest of ``combine`` the gradient
+terms, as ``input_grad.py`` adds them. The excitations' kernels
+(``map_conv``, ``chain_gate``, ``mixer_forward`` and their backward passes)
+are called from ``../map_conv.py`` and ``spatial.py``.
 """
 from typing import Dict, List, Optional
 
@@ -84,14 +88,15 @@ def _combine_slots(terms: List[Term],
     return slots
 
 
-def _kernel_input_grad(kernels, grad, x, a, b,
+def _kernel_input_grad(kernels, grad, x, s2, s5,
                        terms: List[Term]) -> Optional[torch.Tensor]:
     """dL/dx in one pass of the compiled ``combine`` kernel (``grad`` the
-    output gradient, (a, b) the residual factors), or None when a term has
-    no slot there: the PyTorch closed forms then take over."""
+    output gradient, s2 (B, C, 1, 1) and s5 (B, 1, H, W) the block's maps,
+    whose residual factors it computes), or None when a term has no slot
+    there: the PyTorch closed forms then take over."""
     slots = _combine_slots(terms, x)
     if slots is None:
         return None
-    return kernels.combine(grad, x, *_rows(a, b), *[
+    return kernels.combine(grad, x, *_rows(s2, s5), *[
         None if slots.get(k) is None else slots[k].contiguous()
         for k in COMBINE_SLOTS])

@@ -66,7 +66,8 @@ def _tape_forward(block: nn.Module, x: torch.Tensor):
     tape = _Tape(xd.contiguous() if kernels is not None else xd, kernels)
     with torch.enable_grad():
         maps = sase_maps(tape.x, block.edge_fn, block.mixer,
-                         stats=tape.stats, gated=tape.gated)
+                         stats=tape.stats, gated=tape.gated,
+                         spatial=getattr(block, 'spatial_map', None))
     return tape, maps
 
 
@@ -75,11 +76,12 @@ def _fused_output(block: nn.Module, x: torch.Tensor):
     block output x * (1 + s2 / 2 + s5 / 2) (by the ``scale`` kernel where
     the kernels run). Shared with the operator form (``op.py``)."""
     tape, (s2, s5) = _tape_forward(block, x)
-    a, b = residual_factors(s2.detach(), s5.detach())
     if tape.kernels is not None:
         # (B, C, H, W) already: a view here would forbid ``out += id``.
-        return tape, s2, s5, tape.kernels.scale(tape.x, *_rows(a, b))
-    return tape, s2, s5, residual(x, a, b)
+        return tape, s2, s5, tape.kernels.scale(
+            tape.x, *_rows(s2.detach(), s5.detach()))
+    return tape, s2, s5, residual(
+        x, *residual_factors(s2.detach(), s5.detach()))
 
 
 def _tape_backward(tape: _Tape, s2, s5, x, params, grad, needs_input_grad):
@@ -91,8 +93,8 @@ def _tape_backward(tape: _Tape, s2, s5, x, params, grad, needs_input_grad):
     if kernels is not None:
         grad = grad.contiguous()
         buf = None
-        row, col = kernels.grad_dots(grad, tape.x)
-        gs2, gs5 = row.view(b, c, 1, 1) * 0.5, col.view(b, 1, h, w) * 0.5
+        gs2, gs5 = kernels.grad_dots(grad, tape.x)
+        gs2, gs5 = gs2.view(b, c, 1, 1), gs5.view(b, 1, h, w)
     else:
         buf, gs2, gs5 = residual_map_grads(grad, x, (b, c, 1, 1),
                                            (b, 1, h, w))
@@ -110,10 +112,11 @@ def _tape_backward(tape: _Tape, s2, s5, x, params, grad, needs_input_grad):
             k += len(e.outs)
             if any(g is not None for g in gs):
                 terms += e.terms(gs)
-        a, bn = residual_factors(s2.detach(), s5.detach())
         if kernels is not None:
-            grad_x = _kernel_input_grad(kernels, grad, tape.x, a, bn, terms)
+            grad_x = _kernel_input_grad(kernels, grad, tape.x, s2.detach(),
+                                        s5.detach(), terms)
         if grad_x is None:
+            a, bn = residual_factors(s2.detach(), s5.detach())
             grad_x = _input_grad(x, residual(grad, a, bn, out=buf), terms)
         grad_x = grad_x.view_as(x)
     param_grads = iter(got[len(outs):])

@@ -5,11 +5,11 @@ reductions of the block input x outside autograd and hands them to the
 small part of the block (excitations, mixer) as leaves of a graph of its
 own. :class:`_TapeStats` is the :class:`FeatureStats` that does so: each
 statistic it hands out is computed by that statistic's own ``value``
-(``layers/stat_formulas.py``; over H, W by the compiled ``row_stats`` kernel
-where it runs) and recorded on the :class:`_Tape` as an :class:`_Entry`
-(the statistic, its leaves, and what its ``input_grad`` needs), which
-``input_grad.py`` and ``dispatch.py`` turn into dL/dx. Anything else raises
-:class:`NotFusable`.
+(``layers/stat_formulas.py``; over H, W, and the sums over C, by the
+compiled ``row_stats`` kernel where it runs, in one pass) and recorded on
+the :class:`_Tape` as an :class:`_Entry` (the statistic, its leaves, and
+what its ``input_grad`` needs), which ``input_grad.py`` and ``dispatch.py``
+turn into dL/dx. Anything else raises :class:`NotFusable`.
 
 What the tape has is stated once (:func:`_has`): every statistic of x, and
 of the gated map ``g * x`` only its products with the gate over C (sums and
@@ -137,12 +137,13 @@ class _Tape:
         self._x4 = None
 
     def row_stats(self) -> Tuple[torch.Tensor, ...]:
-        """(sum, max, number of maxima) over H, W, each (B, C, 1, 1), in one
-        pass of the compiled kernel."""
+        """(sum, max, number of maxima) over H, W, each (B, C, 1, 1), and
+        the sum over C (B, 1, H, W), in one pass of the compiled kernel."""
         if self._row_stats is None:
-            b, c = self.x.shape[:2]
-            self._row_stats = tuple(
-                t.view(b, c, 1, 1) for t in self.kernels.row_stats(self.x))
+            b, c, h, w = self.x.shape
+            *rows, col = self.kernels.row_stats(self.x)
+            self._row_stats = (*(t.view(b, c, 1, 1) for t in rows),
+                               col.view(b, 1, h, w))
         return self._row_stats
 
     def x4(self) -> torch.Tensor:
@@ -234,6 +235,10 @@ class _TapeStats(FeatureStats):
         """Whether the compiled ``row_stats`` computes this statistic."""
         return self._tape.kernels is not None and tuple(dims) == HW_DIMS
 
+    def _over_c(self, dims: Dims) -> bool:
+        """Whether the compiled ``row_stats`` computes this sum."""
+        return self._tape.kernels is not None and tuple(dims) == C_DIMS
+
     def sum(self, dims):
         def compute():
             self._require(Read(Sum.kind, tuple(dims)))
@@ -242,7 +247,8 @@ class _TapeStats(FeatureStats):
                 self._tape.record(GatedSumC, (out, ), (self._gate.detach(), ))
                 return out
             value = (self._tape.row_stats()[0].clone() if self._over_hw(dims)
-                     else Sum.value(self._base, dims))
+                     else self._tape.row_stats()[3].clone()
+                     if self._over_c(dims) else Sum.value(self._base, dims))
             return self._tape.leaf(Sum, (value, ))[0]
 
         return self._get(('sum', dims), compute)
@@ -252,7 +258,7 @@ class _TapeStats(FeatureStats):
             self._require(Read(Amax.kind, tuple(dims)))
             ties = None  # counted from x in the backward pass
             if self._over_hw(dims):
-                _, value, ties = self._tape.row_stats()
+                _, value, ties, _ = self._tape.row_stats()
                 value = value.clone()
             else:
                 value = Amax.value(self._base, dims)
