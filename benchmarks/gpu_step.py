@@ -53,7 +53,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 import traceback
 
@@ -86,19 +85,8 @@ NO_CUDA = 'no CUDA device (torch.cuda.is_available() is False)'
 def write_json(path, obj):
     """``obj`` as JSON at ``path``, atomically (a reader sees the old file or
     the new one, never a part)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.gpu_step.',
-                               suffix='.tmp')
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from others
-        with os.fdopen(fd, 'w') as f:
-            json.dump(obj, f, indent=1)
-            f.write('\n')
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from sase_mm.utils.atomic import atomic_write_text
+    atomic_write_text(path, json.dumps(obj, indent=1) + '\n')
 
 
 class Clock:

@@ -4,7 +4,9 @@ Every file sase_mm writes (genotypes, alpha plots and histories, converted
 checkpoints) goes through here. The bytes go to a temporary file in the same
 folder, are flushed to disk (``fsync``), and replace the target with
 ``os.replace``, which is atomic on POSIX; a failure at any point removes the
-temporary file and leaves the previous target untouched.
+temporary file and leaves the previous target untouched. The file gets the
+permissions a plain ``open`` would give it (0666 less the umask), not the
+owner-only 0600 of the temporary file.
 """
 import contextlib
 import os
@@ -28,6 +30,7 @@ def atomic_open(path: str, mode: str = 'w') -> Iterator[IO]:
     fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.',
                                suffix='.tmp', dir=directory)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -37,6 +40,14 @@ def atomic_open(path: str, mode: str = 'w') -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set back at
+    once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str, text: str) -> None:
