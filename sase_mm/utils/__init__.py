@@ -5,6 +5,8 @@
 * ``safe_pickle.py``, ``safe_checkpoint.py``: pickles and checkpoints read
   without running code (the one checkpoint loader);
 * ``checkpoint_files.py``: checkpoint writes and their SHA-256;
+* ``json_file.py``: a user's JSON file read as hostile input (bounded,
+  parsed, depth-checked);
 * ``unwrap.py``: the model inside a distributed wrapper;
 * ``mim.py``: ``sase_mm::`` config paths for mmengine.
 """

@@ -61,17 +61,13 @@ def read_history(path: str) -> Dict:
         SearchFileError: naming ``path``, for any problem.
     """
     from sase_mm.models.sase import EDGES
+    from sase_mm.utils.json_file import JSONFileError, read_json
     if not osp.isfile(path):
         _fail(path, f'no {HISTORY} (GenotypeHook writes it every epoch)')
-    if osp.getsize(path) > MAX_HISTORY_BYTES:
-        _fail(path, f'larger than {MAX_HISTORY_BYTES} bytes')
     try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except RecursionError:
-        _fail(path, 'nested too deeply')
-    except (ValueError, UnicodeDecodeError) as err:
-        _fail(path, f'not valid JSON ({err})')
+        data = read_json(path, MAX_HISTORY_BYTES)
+    except JSONFileError as err:
+        _fail(path, str(err))
     keys = ('edges', 'ops', 'epochs', 'softmax_alphas')
     if not isinstance(data, dict) or any(k not in data for k in keys):
         _fail(path, f'expected a JSON object with the keys {list(keys)}')

@@ -55,6 +55,7 @@ from typing import Dict, List, Optional, Sequence
 
 import sase_mm  # noqa: F401  sase_mm's types and configs, before parsing
 from sase_mm.apis import tool_args
+from sase_mm.utils.json_file import JSONFileError, read_json
 
 RESULTS_JSON, RESULTS_MD, RESULTS_PNG = ('results.json', 'results.md',
                                          'results.png')
@@ -244,17 +245,10 @@ def read_results(path: str, setup: dict) -> List[dict]:
     """
     if not osp.exists(path):
         return []
-    if not osp.isfile(path):
-        _bad(path, 'it is not a file')
-    if osp.getsize(path) > MAX_RESULTS_BYTES:
-        _bad(path, f'it is larger than {MAX_RESULTS_BYTES} bytes')
     try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except RecursionError:
-        _bad(path, 'it is nested too deeply')
-    except (ValueError, UnicodeDecodeError) as err:
-        _bad(path, f'it is not valid JSON ({err})')
+        data = read_json(path, MAX_RESULTS_BYTES)
+    except JSONFileError as err:
+        _bad(path, str(err))
     if not isinstance(data, dict) or data.get('format') != FORMAT:
         _bad(path, f'it is not a results file of this tool (expected an '
                    f'object with "format": "{FORMAT}")')

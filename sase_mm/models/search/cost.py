@@ -27,13 +27,13 @@ By default the table is divided by its largest entry (``normalize=True``),
 so the penalty lies in [0, 6] whatever the unit and ``lambda`` keeps one
 meaning across metrics and shapes.
 """
-import json
 import math
 import os
 from typing import Mapping, Optional, Tuple
 
 import torch
 
+from ...utils.json_file import read_json
 from ..sase.mixing import softmax_mix
 from ..sase.space import EDGES, NUM_EDGES, NUM_OPS
 
@@ -139,18 +139,10 @@ def load_costs(path: str) -> torch.Tensor:
         raise FileNotFoundError(f'costs file {path!r} does not exist (write '
                                 f'one with tools/analysis/op_costs.py)')
     try:
-        if os.path.getsize(path) > MAX_FILE_BYTES:
-            raise CostFileError(f'it is larger than {MAX_FILE_BYTES} bytes')
-        with open(path, encoding='utf-8') as f:
-            text = f.read()
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise CostFileError(f'it is not valid JSON ({err})') from None
-        return parse_costs(data)
+        return parse_costs(read_json(path, MAX_FILE_BYTES))
     except RecursionError:
         why = 'it is nested too deeply'
-    except (ValueError, UnicodeDecodeError) as err:  # CostFileError too
+    except ValueError as err:  # JSONFileError and CostFileError too
         why = str(err)
     raise CostFileError(f'cannot read the operation costs from {path!r}: '
                         f'{why}. Expected: {FORMAT}') from None
