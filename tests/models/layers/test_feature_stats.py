@@ -7,6 +7,7 @@ through the kernels and through PyTorch): what it computes together is
 what its readers declare, in one node."""
 import pytest
 import torch
+from data_utils.autograd_graph import node_names
 from stat_inputs import feature_map, gate
 
 from sase_mm.models.layers.dims import C_DIMS, HW_DIMS
@@ -142,23 +143,12 @@ def test_gated_moment_stats_are_feature_stats(stats_path, reads):
                      lambda: FeatureStats(g * x), x, [x, g])
 
 
-def _nodes(tensors):
-    """The class names of every autograd node behind ``tensors``."""
-    seen, todo = {}, [t.grad_fn for t in tensors]
-    while todo:
-        node = todo.pop()
-        if node is not None and id(node) not in seen:
-            seen[id(node)] = type(node).__name__
-            todo += [n for n, _ in node.next_functions]
-    return list(seen.values())
-
-
 @pytest.mark.parametrize('dims', [HW_DIMS, C_DIMS])
 def test_moment_stats_compute_their_readers_statistics_in_one_node(dims):
     x = feature_map().requires_grad_()
     s = MomentStats(x, ALL_READS)
     outs = _all_statistics(s, dims)
-    names = _nodes(outs)
+    names = node_names(*outs)
     assert names.count('_MomentsBackward') == 1
     assert not {'_MeanAmaxBackward', '_CentralSumsBackward',
                 '_Pow4SumBackward', '_SumBackward'} & set(names)
@@ -178,8 +168,8 @@ def test_moment_stats_compute_what_is_read_and_only_that():
     s.mean_amax(HW_DIMS)
     assert ('pow4', HW_DIMS) not in s._cache
     assert ('central_sums', HW_DIMS) not in s._cache
-    assert _nodes([s.pow4_sum(HW_DIMS)]).count('_Pow4SumBackward') == 1
-    assert '_MomentsBackward' not in _nodes([s.mean(C_DIMS)])
+    assert node_names(s.pow4_sum(HW_DIMS)).count('_Pow4SumBackward') == 1
+    assert '_MomentsBackward' not in node_names(s.mean(C_DIMS))
 
 
 def test_gated_moment_stats_build_the_map_only_when_needed():

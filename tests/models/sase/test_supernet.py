@@ -14,6 +14,8 @@ import os
 import pytest
 import torch
 
+from data_utils.autograd_graph import node_names
+
 from sase_mm.models.layers import compiled
 from sase_mm.models.layers.dims import C_DIMS, HW_DIMS
 from sase_mm.models.layers.feature_stats import FeatureStats, MomentStats
@@ -93,22 +95,12 @@ def test_block_reads_are_derived_from_its_operations():
     assert Read('central', C_DIMS) in reads
 
 
-def _graph_names(t):
-    seen, todo = {}, [t.grad_fn]
-    while todo:
-        node = todo.pop()
-        if node is not None and id(node) not in seen:
-            seen[id(node)] = type(node).__name__
-            todo += [n for n, _ in node.next_functions]
-    return list(seen.values())
-
-
 def test_each_map_and_dims_has_one_moments_node():
     """E0 (x over H, W), E4 (x over C) and E3 (the gated map over C): three
     nodes compute every statistic of the block's squeezes."""
     block = SASESearch(8, spatial_size=(6, 6))
     y = block(torch.randn(2, 8, 6, 6, requires_grad=True))
-    names = _graph_names(y)
+    names = node_names(y)
     assert names.count('_MomentsBackward') == 3
     assert not {'_MeanAmaxBackward', '_CentralSumsBackward',
                 '_Pow4SumBackward', '_SumBackward', '_GatedSumCBackward',
