@@ -82,6 +82,7 @@ setup(
     include_package_data=True,
     package_data={'sase_mm': ['models/sase/fast/csrc/*.cpp',
                               'models/layers/csrc/*.cpp',
+                              'models/layers/csrc/*.h',
                               '.mim/model-index.yml', '.mim/configs/**/*.py',
                               '.mim/tools/**/*', '.mim/tools/*']},
     python_requires='>=3.8',

@@ -9,7 +9,8 @@ first use with ``torch.utils.cpp_extension.load`` (ninja and a C++20
 compiler with OpenMP, which ATen's ``parallel_for`` uses; about a minute)
 and cached under ``$TORCH_EXTENSIONS_DIR/sase_mm`` (default
 ``~/.cache/torch_extensions/sase_mm``), in a directory named by a hash of
-the source, the torch and Python versions and the flags: a change of any
+the source, the header they share (``csrc/sase_cpu.h``), the torch and
+Python versions and the flags: a change of any
 of them builds anew, and other checkouts of the same source reuse the
 build. ``tools/setup_env.sh`` builds them. A build announces itself on
 stderr (what it compiles, that it happens once, how long it usually takes
@@ -25,11 +26,15 @@ import sys
 import threading
 import time
 import warnings
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
 _CFLAGS = ['-O3', '-std=c++20', '-fopenmp']
+#: The header every kernel source includes (``csrc/sase_cpu.h``: the
+#: multiversioning of the loops, the argument check).
+CPU_HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          'csrc', 'sase_cpu.h')
 
 
 def disabled() -> bool:
@@ -47,12 +52,17 @@ class CompiledKernels:
             kernels'``.
         short: what the warning of a failed build calls it (default
             ``title``).
+        headers: paths of the headers the source includes by their bare
+            names (default: :data:`CPU_HEADER`); they key the build with
+            the source and are copied beside its copy.
     """
 
     def __init__(self, prefix: str, source: str, title: str,
-                 short: Optional[str] = None):
+                 short: Optional[str] = None,
+                 headers: Optional[Sequence[str]] = None):
         self.prefix, self.source, self.title = prefix, source, title
         self.short = title if short is None else short
+        self.headers = (CPU_HEADER, ) if headers is None else tuple(headers)
         self._lock = threading.Lock()
         self.reset()
 
@@ -84,23 +94,28 @@ class CompiledKernels:
                 from torch.utils.cpp_extension import load
             finally:
                 ext_log.setLevel(level)
-            with open(self.source, 'rb') as f:
-                source = f.read()
+            files = [self.source, *self.headers]
+            texts = []
+            for path in files:
+                with open(path, 'rb') as f:
+                    texts.append(f.read())
             # The build is keyed by what determines the binary, and
-            # compiled from a copy in its own directory: checkouts at other
-            # paths reuse it instead of rebuilding (ninja would see a new
-            # source path).
+            # compiled from a copy in its own directory (the headers
+            # beside it): checkouts at other paths reuse it instead of
+            # rebuilding (ninja would see a new source path).
             key = hashlib.sha1(b'\0'.join([
-                source, torch.__version__.encode(), sys.version.encode(),
+                *texts, torch.__version__.encode(), sys.version.encode(),
                 ' '.join(_CFLAGS).encode()])).hexdigest()[:16]
             name = f'{self.prefix}_{key}'
             build_dir = build_root(name)
             os.makedirs(build_dir, exist_ok=True)
+            for path, text in zip(files, texts):
+                copy = os.path.join(build_dir, os.path.basename(path))
+                if not os.path.exists(copy):
+                    from ...utils.atomic import atomic_open
+                    with atomic_open(copy, 'wb') as f:  # concurrent builders
+                        f.write(text)
             copy = os.path.join(build_dir, os.path.basename(self.source))
-            if not os.path.exists(copy):
-                from ...utils.atomic import atomic_open
-                with atomic_open(copy, 'wb') as f:  # concurrent builders
-                    f.write(source)
             built = is_built(build_dir, name)
             if not built:
                 print(f'sase_mm: compiling the {self.title} (once per '

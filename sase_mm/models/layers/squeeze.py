@@ -324,13 +324,46 @@ def _cached_pool_matrix(n_in: int, n_out: int, dtype: torch.dtype,
                                                      device=device))
 
 
+class _WindowMean(torch.autograd.Function):
+    """Means of whole kh x kw windows: (M, H, W) -> (M, H / kh, W / kw).
+
+    ``F.avg_pool2d(x, (kh, kw))`` on CPU float32 / float64, by the compiled
+    ``window_mean`` kernels (``csrc/sase_stats.cpp``: one pass forward, one
+    write of the spread gradient backward); ATen's pooling kernels, forward
+    and backward, took 4-5x longer on the supernet's 32 x 32 maps.
+    """
+
+    @staticmethod
+    def forward(ctx, x, kh, kw):
+        ctx.window = (kh, kw)
+        return stats_kernels_for(x).window_mean(x.contiguous(), kh, kw)
+
+    @staticmethod
+    def reference(x, kh, kw):
+        return F.avg_pool2d(x, (kh, kw))
+
+    @staticmethod
+    def backward(ctx, grad):
+        kh, kw = ctx.window
+        if torch.is_grad_enabled():  # create_graph: a differentiable form
+            # The map is linear: its gradient is the adjoint applied to
+            # grad, each value / (kh kw) over its window (an expanded view).
+            m, oh, ow = grad.shape
+            spread = grad[:, :, None, :, None].expand(m, oh, kh, ow, kw)
+            return spread.reshape(m, oh * kh, ow * kw) / (kh * kw), None, None
+        return (stats_kernels_for(grad).window_mean_backward(
+            grad.contiguous(), kh, kw), None, None)
+
+
 def adaptive_avg_pool(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     """``F.adaptive_avg_pool2d(x, size)``, in its fastest exact form.
 
     x: (..., H, W) -> (..., oh, ow). In eager mode: a same-size input is
     returned as it is; a whole number of input positions per output
-    (H, W multiples of oh, ow) is ``F.avg_pool2d`` with that window (a
-    reshape and mean, or a broadcast backward, measured slower); a whole
+    (H, W multiples of oh, ow) is the mean of each window, by the compiled
+    ``window_mean`` kernels on CPU (:class:`_WindowMean`), else
+    ``F.avg_pool2d`` with that window (a reshape and mean, or a broadcast
+    backward, measured slower); a whole
     number of outputs per input (an upsampling by integer factors) is a
     repetition (an expanded view, reshaped); other sizes are two
     small matrix products, P_h @ x @ P_w^T, with the pooling matrices
@@ -349,7 +382,11 @@ def adaptive_avg_pool(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     elif (h, w) == (oh, ow):
         return x
     elif h % oh == 0 and w % ow == 0:
-        y = F.avg_pool2d(x.reshape(-1, h, w), (h // oh, w // ow))
+        kernels = stats_kernels_for(x)
+        if kernels is not None and x.numel() > 0:
+            y = _WindowMean.apply(x.reshape(-1, h, w), h // oh, w // ow)
+        else:
+            y = F.avg_pool2d(x.reshape(-1, h, w), (h // oh, w // ow))
         return y.view(*lead, oh, ow)
     elif oh % h == 0 and ow % w == 0:
         y = x.reshape(-1, h, 1, w, 1).expand(-1, h, oh // h, w, ow // w)

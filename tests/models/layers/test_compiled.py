@@ -8,10 +8,14 @@ build is silent; ``SASE_MM_NO_EXT=1`` skips it; a failed build warns and
 the PyTorch path takes over. Each statistics kernel against the Python
 definition it restates (``KERNEL_PAIRS``; every kernel has one): the
 ``moments`` kernels against the values and gradient terms of
-``stat_formulas.py``, the spatial L2 norm's against its plain reference
-(``squeeze.py``), in float64 and float32, on shapes with ties, odd sizes,
-H * W = 1, C = 1 and more columns than one task takes.
+``stat_formulas.py``, the spatial L2 norm's and the window means' against
+their plain references (``squeeze.py``), in float64 and float32, on
+shapes with ties, odd sizes, H * W = 1, C = 1 and more columns than one
+task takes.
 """
+import os
+import re
+
 import pytest
 import torch
 from stat_paths import built_stats_kernels
@@ -19,7 +23,7 @@ from stat_paths import built_stats_kernels
 from sase_mm.models.layers import compiled
 from sase_mm.models.layers.dims import C_DIMS, HW_DIMS, count
 from sase_mm.models.layers.grad_terms import assemble
-from sase_mm.models.layers.squeeze import _LayerNormSquareSum
+from sase_mm.models.layers.squeeze import _LayerNormSquareSum, _WindowMean
 from sase_mm.models.layers.stat_formulas import (Amax, CentralSums, Pow4Sum,
                                                  Sum)
 
@@ -158,17 +162,44 @@ def _pair_ln_square_sum_backward(k, x, dims, dtype):
     return got, (want_grads + want_grads[1:]) * 2
 
 
+def _windows(x):
+    """x as (M, H, W) maps and a whole window (kh, kw) of them: the largest
+    of 5, 4, 3, 2, 1 that divides each side."""
+    b, c, h, w = x.shape
+    kh, kw = (next(k for k in (5, 4, 3, 2, 1) if n % k == 0) for n in (h, w))
+    return x.reshape(b * c, h, w), kh, kw
+
+
+def _pair_window_mean(k, x, dims, dtype):
+    maps, kh, kw = _windows(x)
+    return ([k.window_mean(maps, kh, kw)],
+            [_WindowMean.reference(maps, kh, kw)])
+
+
+def _pair_window_mean_backward(k, x, dims, dtype):
+    maps, kh, kw = _windows(x)
+    xr = maps.clone().requires_grad_()
+    want = _WindowMean.reference(xr, kh, kw)
+    g = torch.randn_like(want)
+    return ([k.window_mean_backward(g, kh, kw)],
+            [torch.autograd.grad(want, xr, g)[0]])
+
+
 #: kernel -> a function (kernels, x, dims, dtype) -> (the kernel's outputs,
 #: those of the Python definition it restates):
 #:   moments                 Sum, Amax (and its ties), Pow4Sum, CentralSums
 #:   moments_backward        their input_grad terms, assembled
 #:   ln_square_sum           _LayerNormSquareSum.reference (squeeze.py)
 #:   ln_square_sum_backward  autograd of that reference
+#:   window_mean             _WindowMean.reference (F.avg_pool2d)
+#:   window_mean_backward    autograd of that reference
 KERNEL_PAIRS = {
     'moments': _pair_moments,
     'moments_backward': _pair_moments_backward,
     'ln_square_sum': _pair_ln_square_sum,
     'ln_square_sum_backward': _pair_ln_square_sum_backward,
+    'window_mean': _pair_window_mean,
+    'window_mean_backward': _pair_window_mean_backward,
 }
 
 
@@ -182,7 +213,8 @@ def test_every_kernel_is_paired():
 @pytest.mark.parametrize('kernel,dims', [
     ('moments', HW_DIMS), ('moments', C_DIMS),
     ('moments_backward', HW_DIMS), ('moments_backward', C_DIMS),
-    ('ln_square_sum', HW_DIMS), ('ln_square_sum_backward', HW_DIMS)])
+    ('ln_square_sum', HW_DIMS), ('ln_square_sum_backward', HW_DIMS),
+    ('window_mean', HW_DIMS), ('window_mean_backward', HW_DIMS)])
 def test_kernel_equals_the_python_definition(kernel, dims, shape, dtype):
     k = built_stats_kernels()
     x = _map(shape, dtype)
@@ -217,6 +249,12 @@ def test_kernels_refuse_bad_input_by_name():
                            None, None, None, None, None)
     with pytest.raises(RuntimeError, match='H \\* W elements'):
         k.ln_square_sum(x, torch.ones(4, 4), torch.zeros(4, 5), 1e-5)
+    with pytest.raises(RuntimeError, match='must be multiples of the window'):
+        k.window_mean(x[0], 3, 2)
+    with pytest.raises(RuntimeError, match='must be \\(M, H, W\\)'):
+        k.window_mean(x, 2, 5)
+    with pytest.raises(RuntimeError, match='window at least 1 x 1'):
+        k.window_mean_backward(x[0], 0, 1)
 
 
 # --------------------------------------------------------------- dispatch
@@ -279,6 +317,36 @@ def test_build_is_keyed_by_the_source(source, fake_load):
     source.write_text('// another source\n')
     compiled.CompiledKernels('demo', str(source), 'demo').load()
     assert fake_load[0][0] != fake_load[1][0]
+
+
+def test_build_is_keyed_by_its_headers_copied_beside_the_source(
+        source, fake_load):
+    """A header the source includes by its bare name: a change of it is a
+    new build, and the copy of the source compiles with it beside."""
+    header = source.parent / 'shared.h'
+    header.write_text('// a header\n')
+    kernels = compiled.CompiledKernels('demo', str(source), 'demo',
+                                       headers=[str(header)])
+    kernels.load()
+    (name, (copy, )), = fake_load
+    beside = os.path.join(os.path.dirname(copy), 'shared.h')
+    assert open(beside).read() == '// a header\n'
+    header.write_text('// another header\n')
+    compiled.CompiledKernels('demo', str(source), 'demo',
+                             headers=[str(header)]).load()
+    assert fake_load[1][0] != name
+
+
+def test_kernel_sources_include_only_the_shared_header():
+    """Both kernel sources include ``sase_cpu.h``, and it is what their
+    loaders key and copy (a header they included and the loader did not
+    copy would fail the build; one it did not key would not rebuild)."""
+    from sase_mm.models.sase.fast import kernels as fused
+    for kernels in (compiled.STATS, fused.FUSED):
+        assert kernels.headers == (compiled.CPU_HEADER, )
+        text = open(kernels.source).read()
+        local = re.findall(r'#include "([^"]+)"', text)
+        assert local == [os.path.basename(compiled.CPU_HEADER)]
 
 
 def test_cached_build_is_silent(source, fake_load, monkeypatch, capsys):

@@ -1,6 +1,7 @@
 """The fast forms of ``layers/squeeze.py`` against their plain forms (SASE,
-arXiv 2411.08333): adaptive average pooling (a window, a repetition, or
-two matrix products with cached matrices) against torch's pooling, and the
+arXiv 2411.08333): adaptive average pooling (a window, by the compiled
+window means or torch's pooling, a repetition, or two matrix products
+with cached matrices) against torch's pooling, and the
 spatial L2 norm's Function, through the compiled kernels and through
 PyTorch (the ``stats_path`` fixture), against its reference, which it runs
 while the layers are exportable. (Every operation of the four sets:
@@ -52,6 +53,36 @@ def test_adaptive_avg_pool_is_torchs(size, out, mode):
     g = torch.randn_like(want)
     torch.testing.assert_close(torch.autograd.grad(got, x, g)[0],
                                torch.autograd.grad(want, x, g)[0])
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32], ids=str)
+def test_adaptive_avg_pool_by_windows_on_both_paths(stats_path, dtype):
+    """A whole window per output: the compiled ``window_mean`` node where
+    the kernels run, ``F.avg_pool2d`` otherwise; torch's values and
+    gradients either way, and a second derivative (through the gradient's
+    own graph) as torch's."""
+    x = torch.randn(2, 3, 16, 12, dtype=dtype, requires_grad=True)
+    got = adaptive_avg_pool(x, (4, 6))
+    want = F.adaptive_avg_pool2d(x, (4, 6))
+    assert ('_WindowMeanBackward' in node_names(got)) == (
+        stats_path == 'kernels')
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else {}
+    torch.testing.assert_close(got, want, **tol)
+    g = torch.randn_like(want, requires_grad=True)
+    (gx, ), (wx, ) = (torch.autograd.grad(y, x, g, create_graph=True)
+                      for y in (got, want))
+    torch.testing.assert_close(gx, wx, **tol)
+    v = torch.randn_like(gx)
+    torch.testing.assert_close(torch.autograd.grad(gx, g, v)[0],
+                               torch.autograd.grad(wx, g, v)[0], **tol)
+
+
+def test_window_mean_gradcheck(stats_path):
+    x = torch.randn(3, 4, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda t: adaptive_avg_pool(t, (2, 2)), (x, ))
+    assert torch.autograd.gradgradcheck(
+        lambda t: adaptive_avg_pool(t, (2, 2)), (x, ))
 
 
 def test_adaptive_avg_pool_of_any_leading_dims():

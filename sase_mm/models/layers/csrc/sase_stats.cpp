@@ -17,6 +17,11 @@
 //                        the H*W positions of each (b, c) (layers/
 //                        squeeze.py: _LayerNormSquareSum)
 //   ln_square_sum_backward  its gradients for x, w and b
+//   window_mean          the means of whole kh x kw windows of (M, H, W)
+//                        maps (layers/squeeze.py: adaptive_avg_pool with
+//                        H, W multiples of the output size)
+//   window_mean_backward its adjoint: each output gradient / (kh kw)
+//                        spread over its window
 //
 // Tensors are contiguous, x viewed as (B, C, N) with N = H * W; float or
 // double. Statistics over H*W are (B, C), over C (B, N). Sums accumulate in
@@ -30,15 +35,15 @@
 #include <cmath>
 #include <vector>
 
+#include "sase_cpu.h"
+
 namespace {
+
+using sase_cpu::check;
+using sase_cpu::grain;
 
 constexpr int64_t kBlock = 256;  // columns per task of the over-C kernels
 constexpr int64_t kRows = 8;     // grain of row-wise kernels
-
-void check(const torch::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
-  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-}
 
 struct Dims {
   int64_t b, c, n;
@@ -65,7 +70,7 @@ struct RowOut {
 };
 
 template <typename T>
-void moments_row(const T* x, int64_t n, const RowOut<T>& o, int64_t r) {
+SASE_CLONES void moments_row(const T* x, int64_t n, const RowOut<T>& o, int64_t r) {
   T s = 0, m = x[0], q = 0;
 #pragma omp simd reduction(+ : s, q) reduction(max : m)
   for (int64_t i = 0; i < n; ++i) {
@@ -103,7 +108,7 @@ void moments_row(const T* x, int64_t n, const RowOut<T>& o, int64_t r) {
 // over its c rows (x points at row 0, rows n apart).
 // ---------------------------------------------------------------------------
 template <typename T>
-void moments_cols(const T* x, int64_t c, int64_t n, int64_t len,
+SASE_CLONES void moments_cols(const T* x, int64_t c, int64_t n, int64_t len,
                   const RowOut<T>& o, int64_t off) {
   T *s = o.sum + off, *m = o.max + off, *q = o.pow4 + off;
 #pragma omp simd
@@ -215,7 +220,7 @@ struct Column {
 };
 
 template <bool MAX, bool CEN, bool POW, typename T, typename C>
-void backward_row(const T* x, T* o, int64_t n, C r, C mx, C share, C mean,
+SASE_CLONES void backward_row(const T* x, T* o, int64_t n, C r, C mx, C share, C mean,
                   C a2, C a3, C k4) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
@@ -312,7 +317,7 @@ torch::Tensor moments_backward(torch::Tensor x, bool over_c, torch::Tensor r,
 // read once from memory, each twice more from cache.
 // ---------------------------------------------------------------------------
 template <typename T>
-void row_mean_rstd(const T* x, int64_t n, double eps, T* mean, T* rstd) {
+SASE_CLONES void row_mean_rstd(const T* x, int64_t n, double eps, T* mean, T* rstd) {
   T s = 0;
 #pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; ++i) s += x[i];
@@ -328,7 +333,7 @@ void row_mean_rstd(const T* x, int64_t n, double eps, T* mean, T* rstd) {
 }
 
 template <typename T>
-void ln_square_sum_batch(const T* x, int64_t c, int64_t n, const T* w,
+SASE_CLONES void ln_square_sum_batch(const T* x, int64_t c, int64_t n, const T* w,
                          const T* bias, double eps, T* acc, T* mean,
                          T* rstd) {
   std::fill(acc, acc + n, T(0));
@@ -372,7 +377,7 @@ std::vector<torch::Tensor> ln_square_sum(torch::Tensor x, torch::Tensor w,
 }
 
 template <typename T>
-void ln_square_sum_grad_row(const T* x, const T* g, const T* w,
+SASE_CLONES void ln_square_sum_grad_row(const T* x, const T* g, const T* w,
                             const T* bias, T mu, T rs, int64_t n, T* gw,
                             T* gb, T* o) {
   T m1 = 0, m2 = 0;
@@ -441,6 +446,86 @@ std::vector<torch::Tensor> ln_square_sum_backward(
   return {gx, sums[0], sums[1]};
 }
 
+// ---------------------------------------------------------------------------
+// window means: (M, H, W) -> (M, H / kh, W / kw). The maps are M * H rows of
+// W values; output row r (of M * H / kh) covers input rows r kh ..
+// r kh + kh - 1. Per output row: the kh input rows summed into one row
+// (vectorised), then groups of kw of it; the sums in the scalar type.
+// ---------------------------------------------------------------------------
+void check_windows(const torch::Tensor& t, int64_t kh, int64_t kw,
+                   const char* name) {
+  check(t, name);
+  TORCH_CHECK(t.dim() == 3 && kh >= 1 && kw >= 1, name,
+              " must be (M, H, W) and the window at least 1 x 1");
+}
+
+template <typename T>
+SASE_CLONES void window_mean_row(const T* in, int64_t kh, int64_t kw, int64_t w,
+                     T scale, T* acc, T* out) {
+  std::copy(in, in + w, acc);
+  for (int64_t i = 1; i < kh; ++i) {
+    const T* row = in + i * w;
+#pragma omp simd
+    for (int64_t j = 0; j < w; ++j) acc[j] += row[j];
+  }
+  for (int64_t o = 0; o < w / kw; ++o) {
+    T s = 0;
+    for (int64_t t = 0; t < kw; ++t) s += acc[o * kw + t];
+    out[o] = s * scale;
+  }
+}
+
+// [out (M, H / kh, W / kw)].
+torch::Tensor window_mean(torch::Tensor x, int64_t kh, int64_t kw) {
+  check_windows(x, kh, kw, "window_mean: x");
+  const int64_t m = x.size(0), h = x.size(1), w = x.size(2);
+  TORCH_CHECK(h % kh == 0 && w % kw == 0, "window_mean: H, W (", h, ", ",
+              w, ") must be multiples of the window (", kh, ", ", kw, ")");
+  const int64_t rows = m * (h / kh), ow = w / kw;
+  auto out = torch::empty({m, h / kh, ow}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "window_mean", [&] {
+    using T = scalar_t;
+    const T* px = x.data_ptr<T>();
+    T* po = out.data_ptr<T>();
+    const T scale = T(1) / T(kh * kw);
+    at::parallel_for(0, rows, grain(kh * w), [&](int64_t r0,
+                                                       int64_t r1) {
+      std::vector<T> acc(w);
+      for (int64_t r = r0; r < r1; ++r)
+        window_mean_row(px + r * kh * w, kh, kw, w, scale, acc.data(),
+                        po + r * ow);
+    });
+  });
+  return out;
+}
+
+// [grad_x (M, H, W)] of window_mean for the output gradient g
+// (M, H / kh, W / kw): g / (kh kw) at every position of its window.
+torch::Tensor window_mean_backward(torch::Tensor g, int64_t kh, int64_t kw) {
+  check_windows(g, kh, kw, "window_mean_backward: grad");
+  const int64_t m = g.size(0), oh = g.size(1), ow = g.size(2);
+  const int64_t w = ow * kw;
+  auto gx = torch::empty({m, oh * kh, w}, g.options());
+  AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "window_mean_backward", [&] {
+    using T = scalar_t;
+    const T* pg = g.data_ptr<T>();
+    T* po = gx.data_ptr<T>();
+    const T scale = T(1) / T(kh * kw);
+    at::parallel_for(0, m * oh, grain(kh * w), [&](int64_t r0,
+                                                        int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* gr = pg + r * ow;
+        T* first = po + r * kh * w;
+        for (int64_t o = 0; o < ow; ++o)
+          std::fill(first + o * kw, first + (o + 1) * kw, gr[o] * scale);
+        for (int64_t i = 1; i < kh; ++i)
+          std::copy(first, first + w, first + i * w);
+      }
+    });
+  });
+  return gx;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -452,4 +537,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "sum over C of (w * LayerNorm_HW(x) + b)^2");
   m.def("ln_square_sum_backward", &ln_square_sum_backward,
         "gradients of ln_square_sum for x, w and b");
+  m.def("window_mean", &window_mean,
+        "means of whole kh x kw windows of (M, H, W) maps");
+  m.def("window_mean_backward", &window_mean_backward,
+        "the adjoint of window_mean");
 }

@@ -40,37 +40,18 @@
 #include <cmath>
 #include <vector>
 
-// The loops are compiled for AVX-512 and AVX2 beside the baseline, and the
-// loader picks the CPU's best at run time (GCC's function multiversioning;
-// other compilers build the baseline only).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    defined(__linux__)
-#define SASE_CLONES \
-  __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SASE_CLONES
-#endif
+#include "sase_cpu.h"
 
 namespace {
+
+using sase_cpu::check;
+using sase_cpu::grain;
+using sase_cpu::kGrain;
 
 // Columns per task in column-wise kernels: a task streams through the C
 // rows of its batch (the hardware prefetcher follows one row at a time)
 // and keeps its columns' sums (64 KiB of floats at most) in L1 / L2.
 constexpr int64_t kBlock = 16384;
-// Tasks of less work than this many values run on one thread (ATen's
-// GRAIN_SIZE): at the small CIFAR shapes, waking a second thread costs more
-// than it saves.
-constexpr int64_t kGrain = 32768;
-
-// Items per task for items of about `work` values each.
-inline int64_t grain(int64_t work) {
-  return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, work));
-}
-
-void check(const torch::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
-  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-}
 
 struct Dims {
   int64_t b, c, n;
