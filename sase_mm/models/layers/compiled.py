@@ -109,13 +109,13 @@ class CompiledKernels:
             name = f'{self.prefix}_{key}'
             build_dir = build_root(name)
             os.makedirs(build_dir, exist_ok=True)
-            for path, text in zip(files, texts):
-                copy = os.path.join(build_dir, os.path.basename(path))
+            from ...utils.atomic import atomic_open
+            copies = [os.path.join(build_dir, os.path.basename(path))
+                      for path in files]
+            for copy, text in zip(copies, texts):
                 if not os.path.exists(copy):
-                    from ...utils.atomic import atomic_open
                     with atomic_open(copy, 'wb') as f:  # concurrent builders
                         f.write(text)
-            copy = os.path.join(build_dir, os.path.basename(self.source))
             built = is_built(build_dir, name)
             if not built:
                 print(f'sase_mm: compiling the {self.title} (once per '
@@ -124,7 +124,8 @@ class CompiledKernels:
                       f'the build and use the PyTorch implementation.',
                       file=sys.stderr, flush=True)
             start = time.perf_counter()
-            module = load(name, [copy], extra_cflags=_CFLAGS,
+            # The source only: it finds its headers beside it.
+            module = load(name, copies[:1], extra_cflags=_CFLAGS,
                           extra_ldflags=['-fopenmp'],
                           build_directory=build_dir, verbose=False)
             if not built:

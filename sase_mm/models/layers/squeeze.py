@@ -335,8 +335,8 @@ class _WindowMean(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, kh, kw):
-        ctx.window = (kh, kw)
-        return stats_kernels_for(x).window_mean(x.contiguous(), kh, kw)
+        ctx.window, ctx.kernels = (kh, kw), stats_kernels_for(x)
+        return ctx.kernels.window_mean(x.contiguous(), kh, kw)
 
     @staticmethod
     def reference(x, kh, kw):
@@ -351,8 +351,8 @@ class _WindowMean(torch.autograd.Function):
             m, oh, ow = grad.shape
             spread = grad[:, :, None, :, None].expand(m, oh, kh, ow, kw)
             return spread.reshape(m, oh * kh, ow * kw) / (kh * kw), None, None
-        return (stats_kernels_for(grad).window_mean_backward(
-            grad.contiguous(), kh, kw), None, None)
+        return (ctx.kernels.window_mean_backward(grad.contiguous(), kh, kw),
+                None, None)
 
 
 def adaptive_avg_pool(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:

@@ -18,7 +18,7 @@ import re
 
 import pytest
 import torch
-from stat_paths import built_stats_kernels
+from data_utils.stat_paths import built_stats_kernels
 
 from sase_mm.models.layers import compiled
 from sase_mm.models.layers.dims import C_DIMS, HW_DIMS, count

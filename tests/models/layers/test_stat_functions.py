@@ -18,7 +18,7 @@ import itertools
 import pytest
 import torch
 from stat_inputs import central_plain, feature_map, gate
-from stat_paths import built_stats_kernels
+from data_utils.stat_paths import built_stats_kernels
 
 from sase_mm.models.layers import stat_functions as sf
 from sase_mm.models.layers.config import exportable

@@ -9,31 +9,23 @@ parameter and of the mixing weights), through the compiled kernels and
 through PyTorch, at odd sizes, H * W = 1 and one channel group; and every
 statistic of a map over some dims comes from one node.
 """
-import os
-
 import pytest
 import torch
 
 from data_utils.autograd_graph import node_names
+from data_utils.stat_paths import PATHS, use_stats_path
 
-from sase_mm.models.layers import compiled
 from sase_mm.models.layers.dims import C_DIMS, HW_DIMS
 from sase_mm.models.layers.feature_stats import FeatureStats, MomentStats
 from sase_mm.models.layers.reads import MAP, Read
 from sase_mm.models.sase import EDGES, SASESearch, mixing
 
 
-@pytest.fixture(params=['kernels', 'torch'])
+@pytest.fixture(params=PATHS)
 def stats_path(request, monkeypatch):
     """The statistics through the compiled kernels (which must have built,
     unless switched off on purpose) and through PyTorch."""
-    if request.param == 'kernels':
-        if os.environ.get('SASE_MM_NO_EXT', '') not in ('', '0'):
-            pytest.skip('SASE_MM_NO_EXT is set: compiled kernels off')
-        assert compiled.stats_kernels() is not None, compiled.STATS.error
-    else:
-        monkeypatch.setattr(compiled.STATS, 'tried', True)
-        monkeypatch.setattr(compiled.STATS, 'module', None)
+    use_stats_path(request.param, monkeypatch)
     return request.param
 
 

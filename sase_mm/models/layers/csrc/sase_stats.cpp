@@ -70,7 +70,8 @@ struct RowOut {
 };
 
 template <typename T>
-SASE_CLONES void moments_row(const T* x, int64_t n, const RowOut<T>& o, int64_t r) {
+SASE_CLONES void moments_row(const T* x, int64_t n, const RowOut<T>& o,
+                             int64_t r) {
   T s = 0, m = x[0], q = 0;
 #pragma omp simd reduction(+ : s, q) reduction(max : m)
   for (int64_t i = 0; i < n; ++i) {
@@ -109,7 +110,7 @@ SASE_CLONES void moments_row(const T* x, int64_t n, const RowOut<T>& o, int64_t 
 // ---------------------------------------------------------------------------
 template <typename T>
 SASE_CLONES void moments_cols(const T* x, int64_t c, int64_t n, int64_t len,
-                  const RowOut<T>& o, int64_t off) {
+                              const RowOut<T>& o, int64_t off) {
   T *s = o.sum + off, *m = o.max + off, *q = o.pow4 + off;
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) {
@@ -220,8 +221,8 @@ struct Column {
 };
 
 template <bool MAX, bool CEN, bool POW, typename T, typename C>
-SASE_CLONES void backward_row(const T* x, T* o, int64_t n, C r, C mx, C share, C mean,
-                  C a2, C a3, C k4) {
+SASE_CLONES void backward_row(const T* x, T* o, int64_t n, C r, C mx,
+                              C share, C mean, C a2, C a3, C k4) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const T v = x[i];
@@ -317,7 +318,8 @@ torch::Tensor moments_backward(torch::Tensor x, bool over_c, torch::Tensor r,
 // read once from memory, each twice more from cache.
 // ---------------------------------------------------------------------------
 template <typename T>
-SASE_CLONES void row_mean_rstd(const T* x, int64_t n, double eps, T* mean, T* rstd) {
+SASE_CLONES void row_mean_rstd(const T* x, int64_t n, double eps, T* mean,
+                               T* rstd) {
   T s = 0;
 #pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; ++i) s += x[i];
@@ -333,9 +335,9 @@ SASE_CLONES void row_mean_rstd(const T* x, int64_t n, double eps, T* mean, T* rs
 }
 
 template <typename T>
-SASE_CLONES void ln_square_sum_batch(const T* x, int64_t c, int64_t n, const T* w,
-                         const T* bias, double eps, T* acc, T* mean,
-                         T* rstd) {
+SASE_CLONES void ln_square_sum_batch(const T* x, int64_t c, int64_t n,
+                                     const T* w, const T* bias, double eps,
+                                     T* acc, T* mean, T* rstd) {
   std::fill(acc, acc + n, T(0));
   for (int64_t ci = 0; ci < c; ++ci) {
     const T* xr = x + ci * n;
@@ -378,8 +380,8 @@ std::vector<torch::Tensor> ln_square_sum(torch::Tensor x, torch::Tensor w,
 
 template <typename T>
 SASE_CLONES void ln_square_sum_grad_row(const T* x, const T* g, const T* w,
-                            const T* bias, T mu, T rs, int64_t n, T* gw,
-                            T* gb, T* o) {
+                                        const T* bias, T mu, T rs, int64_t n,
+                                        T* gw, T* gb, T* o) {
   T m1 = 0, m2 = 0;
 #pragma omp simd reduction(+ : m1, m2)
   for (int64_t i = 0; i < n; ++i) {
@@ -460,8 +462,8 @@ void check_windows(const torch::Tensor& t, int64_t kh, int64_t kw,
 }
 
 template <typename T>
-SASE_CLONES void window_mean_row(const T* in, int64_t kh, int64_t kw, int64_t w,
-                     T scale, T* acc, T* out) {
+SASE_CLONES void window_mean_row(const T* in, int64_t kh, int64_t kw,
+                                 int64_t w, T scale, T* acc, T* out) {
   std::copy(in, in + w, acc);
   for (int64_t i = 1; i < kh; ++i) {
     const T* row = in + i * w;
@@ -488,8 +490,7 @@ torch::Tensor window_mean(torch::Tensor x, int64_t kh, int64_t kw) {
     const T* px = x.data_ptr<T>();
     T* po = out.data_ptr<T>();
     const T scale = T(1) / T(kh * kw);
-    at::parallel_for(0, rows, grain(kh * w), [&](int64_t r0,
-                                                       int64_t r1) {
+    at::parallel_for(0, rows, grain(kh * w), [&](int64_t r0, int64_t r1) {
       std::vector<T> acc(w);
       for (int64_t r = r0; r < r1; ++r)
         window_mean_row(px + r * kh * w, kh, kw, w, scale, acc.data(),
@@ -511,8 +512,7 @@ torch::Tensor window_mean_backward(torch::Tensor g, int64_t kh, int64_t kw) {
     const T* pg = g.data_ptr<T>();
     T* po = gx.data_ptr<T>();
     const T scale = T(1) / T(kh * kw);
-    at::parallel_for(0, m * oh, grain(kh * w), [&](int64_t r0,
-                                                        int64_t r1) {
+    at::parallel_for(0, m * oh, grain(kh * w), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const T* gr = pg + r * ow;
         T* first = po + r * kh * w;

@@ -2,10 +2,8 @@
 arXiv 2411.08333): ``tests/models/sase/fast/test_fused.py`` (the node) and
 ``test_fused_op.py`` (the operator) compare the same blocks, through the
 same two paths (``conftest.py``'s ``path``)."""
-import os
-
-import pytest
 import torch
+from data_utils.compiled_kernels import built
 
 from sase_mm.models.sase import SASE
 from sase_mm.models.sase.fast import kernels as kernels_mod
@@ -28,11 +26,5 @@ def perturbed_sase(genotype=PAPER, c=16, dtype=torch.float64, seed=0,
 
 
 def built_kernels():
-    """The compiled kernels; their absence is a failure unless switched off
-    on purpose (``SASE_MM_NO_EXT=1``), which skips with that reason."""
-    if os.environ.get('SASE_MM_NO_EXT', '') not in ('', '0'):
-        pytest.skip('SASE_MM_NO_EXT is set: compiled kernels switched off')
-    kernels = kernels_mod.fused_kernels()
-    assert kernels is not None, \
-        f'kernels did not build: {kernels_mod.FUSED.error}'
-    return kernels
+    """The compiled fused-block kernels, which must have built."""
+    return built(kernels_mod.FUSED)

@@ -2,9 +2,7 @@
 kernels (``layers/compiled.py``; their absence is a failure unless
 switched off with ``SASE_MM_NO_EXT=1``, which skips with that reason) and
 the PyTorch formulas (kernels hidden, as after a failed build)."""
-import os
-
-import pytest
+from .compiled_kernels import built
 
 from sase_mm.models.layers import compiled
 
@@ -13,12 +11,7 @@ PATHS = ('kernels', 'torch')
 
 def built_stats_kernels():
     """The compiled statistics kernels, which must have built."""
-    if os.environ.get('SASE_MM_NO_EXT', '') not in ('', '0'):
-        pytest.skip('SASE_MM_NO_EXT is set: compiled kernels switched off')
-    kernels = compiled.stats_kernels()
-    assert kernels is not None, \
-        f'the statistics kernels did not build: {compiled.STATS.error}'
-    return kernels
+    return built(compiled.STATS)
 
 
 def use_stats_path(path: str, monkeypatch):
